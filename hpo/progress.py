@@ -1,0 +1,141 @@
+"""What the launcher shows while workers run.
+
+On a terminal: a live panel with trials done out of the budget, pruned and failed counts, the
+best value so far and each worker's current trial and epoch. Elsewhere (CI, a log file): one
+line per finished trial. Both go to stderr, so stdout carries only the final summary.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from hpo.devices import WorkerSlot
+
+
+@dataclass
+class WorkerView:
+    slot: WorkerSlot
+    trial: int | None = None
+    epoch: int = 0
+    value: float | None = None
+    status: str = "starting"
+
+
+@dataclass
+class LaunchProgress:
+    console: Console
+    study_name: str
+    storage_label: str
+    metric: str
+    maximize: bool
+    budget: int | None
+    epochs: int
+    slots: list[WorkerSlot]
+    best_value: float | None = None
+    best_trial: int | None = None
+    done: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    workers: dict[int, WorkerView] = field(init=False)
+    _live: Live | None = field(default=None, init=False)
+    _started: float = field(default_factory=time.monotonic, init=False)
+
+    def __post_init__(self) -> None:
+        self.workers = {slot.index: WorkerView(slot) for slot in self.slots}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> LaunchProgress:
+        if self.console.is_terminal:
+            self._live = Live(get_renderable=self._render, console=self.console,
+                              refresh_per_second=4, transient=False)
+            self._live.start()
+        else:
+            budget = f"{self.budget} trials" if self.budget is not None else "no trial limit"
+            self.console.print(f"Running {self.study_name} on {self.storage_label} with "
+                               f"{len(self.slots)} worker(s), {budget}.", highlight=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    # -- events from workers ----------------------------------------------------------------
+
+    def handle(self, index: int, kind: str, fields: dict[str, Any]) -> None:
+        view = self.workers[index]
+        if kind == "trial_started":
+            view.trial, view.epoch, view.value, view.status = fields["trial"], 0, None, "training"
+        elif kind == "epoch":
+            view.epoch, view.value = fields["epoch"], fields["value"]
+        elif kind == "trial_finished":
+            state = fields["state"]
+            view.status, view.trial = state.lower(), None
+            if state != "ABANDONED":
+                self.done += 1
+                self.states[state] = self.states.get(state, 0) + 1
+            value = fields.get("value")
+            if state == "COMPLETE" and value is not None and self._better(value):
+                self.best_value, self.best_trial = value, fields["trial"]
+            if self._live is None:
+                self._print_line(index, fields)
+
+    def worker_exited(self, index: int, exitcode: int | None) -> None:
+        view = self.workers[index]
+        view.trial = None
+        view.status = "done" if exitcode == 0 else f"exited ({exitcode})"
+
+    def worker_restarted(self, index: int) -> None:
+        self.workers[index].status = "restarting"
+
+    def _better(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.maximize else value < self.best_value
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def _summary(self) -> str:
+        budget = f"/{self.budget}" if self.budget is not None else ""
+        parts = [f"{self.done}{budget} trials done"]
+        parts.append(f"{self.states.get('PRUNED', 0)} pruned")
+        parts.append(f"{self.states.get('FAIL', 0)} failed")
+        if self.best_value is not None:
+            parts.append(f"best {self.metric} {self.best_value:.4f} (trial {self.best_trial})")
+        return " · ".join(parts)
+
+    def _print_line(self, index: int, fields: dict[str, Any]) -> None:
+        value = fields.get("value")
+        shown = f" {self.metric}={value:.4f}" if value is not None else ""
+        reason = f" ({fields['reason']})" if fields.get("reason") and fields["state"] == "FAIL" \
+            else ""
+        self.console.print(f"trial {fields['trial']} {fields['state']}{shown}{reason} "
+                           f"[worker {index}] · {self._summary()}", highlight=False, markup=False)
+
+    def _render(self) -> Group:
+        elapsed = time.monotonic() - self._started
+        header = Text.assemble((self.study_name, "bold"), f" · {self.storage_label} · ",
+                               f"{elapsed:,.0f} s")
+        table = Table(box=None, padding=(0, 2), header_style="bold")
+        for column in ("worker", "device", "trial", "epoch", self.metric, "status"):
+            table.add_column(column)
+        for view in self.workers.values():
+            table.add_row(
+                str(view.slot.index), view.slot.device,
+                f"#{view.trial}" if view.trial is not None else "-",
+                f"{view.epoch}/{self.epochs}" if view.trial is not None else "-",
+                f"{view.value:.4f}" if view.value is not None and view.trial is not None else "-",
+                view.status,
+            )
+        parts: list[Any] = [header]
+        if self.budget:
+            parts.append(ProgressBar(total=self.budget, completed=self.done, width=60))
+        parts += [Text(self._summary()), table]
+        return Group(*parts)

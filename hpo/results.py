@@ -1,0 +1,130 @@
+"""Reading a study back: counts by state, the best trial, and rows for export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.errors import HpoError
+
+STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    name: str
+    definition: str
+    dataset: str
+    metric: str
+    counts: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+    last_activity: datetime | None
+
+
+def summarize(study: optuna.Study) -> StudySummary:
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name for t in trials)
+    best = best_trial_or_none(study, trials)
+    times = [t.datetime_complete or t.datetime_start for t in trials]
+    times = [t for t in times if t is not None]
+    attrs = study.user_attrs
+    return StudySummary(
+        name=study.study_name,
+        definition=attrs.get("definition", "-"),
+        dataset=attrs.get("dataset", "-"),
+        metric=attrs.get("metric", "value"),
+        counts={state: counts.get(state, 0) for state in STATE_ORDER},
+        best_value=best.value if best else None,
+        best_trial=best.number if best else None,
+        last_activity=max(times) if times else None,
+    )
+
+
+def best_trial_or_none(study: optuna.Study, trials: list[FrozenTrial] | None = None
+                       ) -> FrozenTrial | None:
+    trials = trials if trials is not None else study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(complete, key=lambda t: t.value)
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    best = best_trial_or_none(study)
+    if best is None:
+        raise HpoError(f"Study '{study.study_name}' has no completed trial yet: run "
+                       f"'hpo launch' or 'hpo worker' on it first.")
+    return best
+
+
+def trial_record(trial: FrozenTrial, *, with_curve: bool = False) -> dict[str, Any]:
+    duration = trial.duration.total_seconds() if trial.duration else None
+    record: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "params": dict(trial.params),
+        "user_attrs": dict(trial.user_attrs),
+        "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
+        "datetime_complete": trial.datetime_complete.isoformat()
+        if trial.datetime_complete else None,
+        "duration_s": round(duration, 3) if duration is not None else None,
+    }
+    if with_curve:
+        record["intermediate_values"] = {
+            str(step): value if math.isfinite(value) else None
+            for step, value in sorted(trial.intermediate_values.items())
+        }
+    return record
+
+
+def export_json(study: optuna.Study) -> str:
+    payload = {
+        "study": study.study_name,
+        "direction": study.direction.name.lower(),
+        "user_attrs": study.user_attrs,
+        "trials": [trial_record(t, with_curve=True) for t in study.get_trials(deepcopy=False)],
+    }
+    return json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def export_csv(study: optuna.Study) -> str:
+    trials = study.get_trials(deepcopy=False)
+    param_names = sorted({name for t in trials for name in t.params})
+    attr_names = sorted({name for t in trials for name in t.user_attrs})
+    columns = (["number", "state", "value", "duration_s", "datetime_start", "datetime_complete"]
+               + [f"params_{name}" for name in param_names]
+               + [f"user_attrs_{name}" for name in attr_names])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for trial in trials:
+        record = trial_record(trial)
+        row = [record[c] for c in columns[:6]]
+        row += [trial.params.get(name) for name in param_names]
+        row += [_csv_cell(trial.user_attrs.get(name)) for name in attr_names]
+        writer.writerow(["" if cell is None else cell for cell in row])
+    return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)

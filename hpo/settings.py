@@ -1,0 +1,53 @@
+"""Where things live by default, and the environment variables that move them.
+
+Every command resolves the same way: an explicit flag first, then the environment, then the
+embedded default. Keeping the rules here means the CLI, the workers and the docs agree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_STORAGE_URL = "sqlite:///storage/hpo.db"
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_ARTIFACT_DIR = Path("storage") / "artifacts"
+DEFAULT_FEATURE_CACHE_DIR = Path("storage") / "features"
+
+STORAGE_ENV = "HPO_STORAGE"
+DATA_DIR_ENV = "HPO_DATA_DIR"
+ARTIFACT_DIR_ENV = "HPO_ARTIFACT_DIR"
+# Never try to download datasets or weights; fail at once with the "where to put the files" error.
+OFFLINE_ENV = "HPO_OFFLINE"
+# Test-only: "0" lets generated SVHN files through the checksum check (see README).
+VERIFY_CHECKSUMS_ENV = "HPO_VERIFY_CHECKSUMS"
+# Test-only: pretend this many GPUs are visible when planning workers (see hpo/devices.py).
+GPU_COUNT_ENV = "HPO_GPU_COUNT"
+
+
+def resolve_storage_url(flag: str | None) -> str:
+    return flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_URL
+
+
+def resolve_data_dir(flag: Path | str | None) -> Path:
+    return Path(flag or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def resolve_artifact_dir(flag: Path | str | None = None) -> Path:
+    return Path(flag or os.environ.get(ARTIFACT_DIR_ENV) or DEFAULT_ARTIFACT_DIR)
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "0") not in ("", "0", "false", "no")
+
+
+def verify_checksums() -> bool:
+    return os.environ.get(VERIFY_CHECKSUMS_ENV, "1") not in ("0", "false", "no")
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects taskset and container CPU sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1

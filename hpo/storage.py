@@ -1,0 +1,280 @@
+"""Opening Optuna's SQL storage: URL checks, password masking, SQLite and PostgreSQL settings,
+and retries that let a worker ride out a database that is gone for a few seconds.
+
+Connections: every worker process holds at most two, one for its trial loop and one for its
+heartbeat thread (SQLAlchemy sessions are per thread). The launcher itself holds one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, _CachedStorage
+from sqlalchemy.engine import make_url
+
+from hpo.errors import HpoError
+from hpo.settings import DEFAULT_STORAGE_URL
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How long a storage call keeps retrying through a database outage before it gives up.
+DEFAULT_OUTAGE_TOLERANCE = 120.0
+# A trial killed with its worker is retried this many times at most, with the same params.
+STALE_TRIAL_MAX_RETRY = 3
+SQLITE_BUSY_TIMEOUT = 60.0
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, safe to print or log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return _PASSWORD_IN_URL.sub(r"\1***\3", url)
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove the URL's password from any text before it reaches the user."""
+    try:
+        password = make_url(url).password
+    except Exception:
+        match = _PASSWORD_IN_URL.search(url)
+        password = match.group(2) if match else None
+    if password:
+        text = text.replace(str(password), "***")
+    return _PASSWORD_IN_URL.sub(r"\1***\3", text)
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
+def check_storage_url(url: str, *, must_exist: bool = False) -> None:
+    """Raise HpoError unless ``url`` names a storage hpo can open with the installed drivers."""
+    masked = mask_url(url)
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise HpoError(
+            f"Storage URL '{masked}' is malformed: use a SQLAlchemy URL such as "
+            "sqlite:///storage/hpo.db or postgresql+psycopg://user:password@host:5432/dbname."
+        ) from None
+    try:
+        dialect = parsed.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise HpoError(
+            f"Storage URL '{masked}' names an unknown database '{parsed.drivername}': "
+            "use sqlite:///PATH or postgresql+psycopg://user:password@host:5432/dbname."
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise HpoError(
+            f"The database driver '{error.name or parsed.drivername}' for storage URL "
+            f"'{masked}' is not installed: use postgresql+psycopg://… (psycopg 3 comes with hpo) "
+            f"or install that driver."
+        ) from None
+
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is None or str(path) == ":memory:":
+            raise HpoError(
+                f"Storage URL '{masked}' is an in-memory SQLite database, which workers cannot "
+                "share: give a file, e.g. sqlite:///storage/hpo.db."
+            )
+        if must_exist and not path.exists():
+            raise HpoError(
+                f"There is no hpo database at {path}: run 'hpo launch' first, or point "
+                "--storage (or HPO_STORAGE) at an existing one."
+            )
+        if not path.parent.exists():
+            if url == DEFAULT_STORAGE_URL:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                raise HpoError(
+                    f"The folder '{path.parent}' for the SQLite database does not exist: create "
+                    "it, or choose another --storage path."
+                )
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        # isolation_level=None hands transaction control to SQLAlchemy's "begin" event, where
+        # we issue BEGIN IMMEDIATE (see _sqlite_begin_immediate).
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT, "isolation_level": None}}
+    if backend == "postgresql":
+        return {
+            # A connection that died with the server is noticed and replaced before use.
+            "pool_pre_ping": True,
+            # One connection for the trial loop and one for the heartbeat thread.
+            "pool_size": 2,
+            "max_overflow": 1,
+            "connect_args": {"connect_timeout": 10},
+        }
+    return {"pool_pre_ping": True}
+
+
+def _prepare_sqlite(path: Path) -> None:
+    # WAL lets readers (status, the dashboard) work while a worker writes, and it is a
+    # property of the file, so setting it once is enough.
+    with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
+def _sqlite_begin_immediate(engine: sqlalchemy.Engine) -> None:
+    """Make every SQLite transaction take the write lock up front.
+
+    A deferred transaction that reads and then writes cannot wait for the lock in WAL mode: if
+    another process committed in between, SQLite fails at once with "database is locked"
+    instead of honouring the busy timeout. BEGIN IMMEDIATE waits its turn instead.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin(connection: sqlalchemy.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    must_exist: bool = False,
+    outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
+) -> ResilientStorage:
+    """Open ``url`` as an Optuna storage, or raise HpoError with a sentence the user can act on.
+
+    With a heartbeat interval, trials whose worker stopped beating for ``grace_period`` seconds
+    are failed by whichever worker checks next, and re-queued with the same params.
+    """
+    check_storage_url(url, must_exist=must_exist)
+    path = sqlite_path(url)
+    try:
+        if path is not None:
+            _prepare_sqlite(path)
+        with warnings.catch_warnings():
+            # Heartbeats and the retry callback are marked experimental; they are what we want.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = RDBStorage(
+                url,
+                engine_kwargs=_engine_kwargs(url),
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=(
+                    RetryHeartbeatStaleTrialCallback(max_retry=STALE_TRIAL_MAX_RETRY)
+                    if heartbeat_interval
+                    else None
+                ),
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
+            sqlite3.Error) as error:
+        raise HpoError(
+            f"Cannot reach the database at '{mask_url(url)}' ({scrub(_first_line(error), url)}): "
+            "check that the server is running and that the URL, user and password are right."
+        ) from None
+    except RuntimeError as error:  # optuna: schema written by an incompatible Optuna version
+        raise HpoError(f"The database at '{mask_url(url)}' cannot be used: {error}") from None
+    if path is not None:
+        _sqlite_begin_immediate(rdb.engine)
+        rdb.engine.dispose()  # drop connections opened before the listener existed
+    return ResilientStorage(rdb, url=url, outage_tolerance=outage_tolerance)
+
+
+def _first_line(error: BaseException) -> str:
+    root: BaseException = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    if isinstance(root, sqlalchemy.exc.DBAPIError) and root.orig is not None:
+        root = root.orig
+    text = str(root).strip().splitlines()
+    return text[0] if text else type(root).__name__
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True for errors that mean "the database is unreachable or busy right now"."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def call_with_db_retry(
+    func: Callable[..., T], *args: Any, tolerance: float = DEFAULT_OUTAGE_TOLERANCE, **kwargs: Any
+) -> T:
+    """Call ``func``, retrying with backoff while the database is unreachable, up to
+    ``tolerance`` seconds. Other errors propagate at once."""
+    deadline = time.monotonic() + tolerance
+    delay = 0.25
+    warned = False
+    while True:
+        try:
+            return func(*args, **kwargs)
+        except Exception as error:
+            if not is_connection_error(error) or time.monotonic() + delay > deadline:
+                raise
+            if not warned:
+                log.warning("Database unreachable (%s); retrying for up to %.0f s.",
+                            _first_line(error), tolerance)
+                warned = True
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class ResilientStorage(_CachedStorage):
+    """Optuna's cached RDB storage, with every call retried through short database outages.
+
+    Optuna's own ``optimize()`` lets a dropped connection crash the worker. Retrying here, under
+    the study, covers everything that touches the database: ask, suggest, report, should_prune,
+    tell and the heartbeat.
+    """
+
+    def __init__(self, backend: RDBStorage, *, url: str, outage_tolerance: float) -> None:
+        super().__init__(backend)
+        self.url = url
+        self.outage_tolerance = outage_tolerance
+
+    @property
+    def rdb(self) -> RDBStorage:
+        return self._backend
+
+
+def _retrying(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(self: ResilientStorage, *args: Any, **kwargs: Any) -> T:
+        return call_with_db_retry(method, self, *args, tolerance=self.outage_tolerance, **kwargs)
+
+    return wrapper
+
+
+for _name in (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
+    "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_best_trial",
+    "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
+    "set_trial_system_attr", "get_trial", "get_all_trials", "record_heartbeat",
+    "_get_stale_trial_ids",
+):
+    setattr(ResilientStorage, _name, _retrying(getattr(_CachedStorage, _name)))

@@ -1,0 +1,102 @@
+"""What an objective gets besides the Optuna trial: its data, device, epochs and ``fit``.
+
+``TrialRun.fit`` wraps the training loop with what every trial needs: report the validation
+accuracy each epoch, prune when the pruner says so, record epochs and seconds per epoch on the
+trial, and keep the trained model so the worker can checkpoint it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from torch import nn
+
+from hpo import data, training
+from hpo.definition import StudyDefinition
+
+BASELINE_ATTR = "baseline"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How this worker trains: the same for every trial it runs."""
+
+    device: str = "cpu"
+    epochs: int = 10
+    data_dir: str = "data"
+    synthetic: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    mixed_precision: bool = True
+
+
+def trial_seed(base_seed: int, trial_number: int) -> int:
+    """A per-trial seed that is stable across machines (Python's hash() is not)."""
+    return zlib.crc32(f"{base_seed}:{trial_number}".encode()) & 0x7FFFFFFF
+
+
+class TrialRun:
+    def __init__(self, trial: optuna.Trial | optuna.trial.FixedTrial, definition: StudyDefinition,
+                 settings: RunSettings, *,
+                 on_epoch: Callable[[int, float], None] | None = None) -> None:
+        self.trial = trial
+        self.definition = definition
+        self.settings = settings
+        self.device = torch.device(settings.device)
+        self.epochs = settings.epochs
+        self.options = dict(settings.options)
+        self.seed = trial_seed(settings.seed, trial.number)
+        self.model: nn.Module | None = None  # the last network fit() trained
+        self._on_epoch_hook = on_epoch
+        self._seconds: list[float] = []
+        torch.manual_seed(self.seed)
+
+    @property
+    def is_baseline(self) -> bool:
+        return bool(self.trial.user_attrs.get(BASELINE_ATTR))
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir)
+
+    def splits(self) -> data.Splits:
+        """This study's train/validation tensors on the trial's device (loaded once per worker)."""
+        return data.load_splits(self.definition.dataset, self.data_dir,
+                                synthetic=self.settings.synthetic, device=self.device,
+                                options=self.options)
+
+    def seed_init(self, seed: int) -> None:
+        """Re-seed weight initialisation, for studies that search over the init seed."""
+        torch.manual_seed(seed)
+
+    def fit(self, model: nn.Module, *, lr: float, batch_size: int, loss: str = "cross_entropy",
+            weight_decay: float = 0.0, splits: data.Splits | None = None,
+            transform: training.Transform | None = None, channels_last: bool = False) -> float:
+        """Train ``model`` for the study's epochs and return its validation accuracy."""
+        self.model = model
+        result = training.fit(
+            model, splits if splits is not None else self.splits(), epochs=self.epochs, lr=lr,
+            batch_size=batch_size, weight_decay=weight_decay, loss=loss, seed=self.seed,
+            transform=transform, on_epoch=self._after_epoch,
+            mixed_precision=self.settings.mixed_precision, channels_last=channels_last,
+        )
+        return result.val_accuracy
+
+    def _after_epoch(self, epoch: int, value: float, seconds: float) -> None:
+        self._seconds.append(seconds)
+        self.trial.report(value, epoch)
+        self.trial.set_user_attr("epochs_run", epoch)
+        self.trial.set_user_attr("seconds_per_epoch", round(sum(self._seconds) / len(self._seconds), 4))
+        if self._on_epoch_hook is not None:
+            self._on_epoch_hook(epoch, value)
+        # The baseline always runs to the end, so every study shows the seed's full result.
+        if not self.is_baseline and self.trial.should_prune():
+            raise optuna.TrialPruned(
+                f"pruned after epoch {epoch} with {self.definition.metric_name}={value:.4f}"
+            )

@@ -198,6 +198,9 @@ class Worker:
             study_name=config.study_name, storage=self.storage, sampler=self.sampler,
             pruner=make_pruner(config.pruner, epochs=config.run.epochs),
         )
+        # This loop is our own Study.optimize: tell Optuna so, or GridSampler's study.stop()
+        # at the end of the grid raises, and ask() warns that heartbeats need optimize().
+        self.study._thread_local.in_optimize_loop = True
         self.checkpoints = None
         if config.artifact_dir and config.keep_checkpoints > 0:
             from hpo.checkpoints import CheckpointKeeper
@@ -219,9 +222,8 @@ class Worker:
                 break
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
                 optuna.storages.fail_stale_trials(self.study)
-                trial = self.study.ask()
+            trial = self.study.ask()
             self.budget.started(trial._trial_id)
             was_counted = False
             try:

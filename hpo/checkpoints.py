@@ -1,0 +1,124 @@
+"""Best-model checkpoints as Optuna artifacts, a bounded few per study.
+
+A trial that beats the study's best so far saves its weights (a plain state dict) to the
+artifact store, a folder under ``storage/`` by default, and the dashboard lists them on the
+study page. Only the best ``keep`` stay: older ones are deleted from disk and from the study.
+
+Checkpoints are attached to the study rather than to the trial because a finished trial's
+attributes can no longer change, so a trial-level entry could not be removed when evicted.
+With workers on several machines, point HPO_ARTIFACT_DIR at a folder they all share.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import TrialState
+
+from hpo.errors import HpoError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "hpo:checkpoint:"
+ARTIFACT_PREFIX = "artifacts:"  # where optuna.artifacts keeps study-level artifact metadata
+
+
+def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
+    path = Path(artifact_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def saved_checkpoints(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Trial number -> {"artifact_id", "value"} for the checkpoints the study still keeps."""
+    found = {}
+    for key, meta in study.system_attrs.items():
+        if key.startswith(CHECKPOINT_PREFIX) and meta:
+            found[int(key[len(CHECKPOINT_PREFIX):])] = meta
+    return found
+
+
+class CheckpointKeeper:
+    def __init__(self, study: optuna.Study, artifact_dir: str | Path, *, keep: int = 3) -> None:
+        self.study = study
+        self.store = artifact_store(artifact_dir)
+        self.keep = keep
+        self.maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+    def _beats(self, value: float, other: float) -> bool:
+        return value > other if self.maximize else value < other
+
+    def offer(self, trial: optuna.Trial, model: torch.nn.Module, value: float) -> bool:
+        """Save ``model`` if ``value`` beats every completed trial so far. Returns whether it did."""
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if any(t.value is not None and not self._beats(value, t.value) for t in complete):
+            return False
+        metric = self.study.user_attrs.get("metric", "value")
+        name = f"trial-{trial.number:05d}-{metric}-{value:.4f}.pt"
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            state = {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()}
+            torch.save(state, path)
+            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path),
+                                          study_or_trial=self.study,
+                                          mimetype="application/octet-stream")
+        self.study._storage.set_study_system_attr(
+            self.study._study_id, f"{CHECKPOINT_PREFIX}{trial.number}",
+            {"artifact_id": artifact_id, "value": value, "file": name},
+        )
+        trial.set_user_attr("checkpoint", name)
+        log.info("Saved the checkpoint of trial %d (%s %.4f).", trial.number, metric, value)
+        self._evict()
+        return True
+
+    def _evict(self) -> None:
+        kept = saved_checkpoints(self.study)
+        ranked = sorted(kept, key=lambda n: kept[n]["value"], reverse=self.maximize)
+        for number in ranked[self.keep:]:
+            artifact_id = kept[number]["artifact_id"]
+            try:
+                self.store.remove(artifact_id)
+            except ArtifactNotFound:  # another worker evicted it first
+                pass
+            storage = self.study._storage
+            storage.set_study_system_attr(self.study._study_id, f"{CHECKPOINT_PREFIX}{number}",
+                                          None)
+            # The same removal the dashboard's delete button makes, so it stops listing it.
+            storage.set_study_system_attr(self.study._study_id,
+                                          f"{ARTIFACT_PREFIX}{artifact_id}", json.dumps(None))
+
+
+def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | Path
+                    ) -> dict[str, torch.Tensor] | None:
+    """The saved weights of a trial, or None if it has no checkpoint (any more)."""
+    meta = saved_checkpoints(study).get(trial_number)
+    if meta is None:
+        return None
+    store = artifact_store(artifact_dir)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / meta["file"]
+        try:
+            download_artifact(artifact_store=store, artifact_id=meta["artifact_id"],
+                              file_path=str(path))
+        except ArtifactNotFound:
+            log.warning("The checkpoint file of trial %d is missing from %s.", trial_number,
+                        artifact_dir)
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise HpoError(
+                f"The checkpoint of trial {trial_number} ({meta['file']} in {artifact_dir}) is "
+                f"not a plain weights file ({first[:120]}): delete it, or pass --retrain to "
+                "train that trial's params again."
+            ) from None

@@ -1,0 +1,69 @@
+"""Helpers shared by the tests: real-format dataset files and running a worker in-process."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpo.data.synthetic import class_conditional_images
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8) as an IDX file, the format of MNIST's raw files."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def write_mnist(root: Path, *, n_train: int = 1000, n_test: int = 200) -> Path:
+    """MNIST's four raw files in torchvision's layout under ``root``, with learnable images."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = class_conditional_images(n, (1, 28, 28), 10, split_seed=seed)
+        write_idx(raw / f"{split}-images-idx3-ubyte", images.reshape(n, 28, 28).numpy())
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels.numpy().astype(np.uint8))
+    return root
+
+
+def make_request(storage_url: str, definition: str = "mnist-mlp", **overrides: Any):
+    """A LaunchRequest with small, fast settings; override any field."""
+    from hpo.devices import WorkerSlot
+    from hpo.launcher import LaunchRequest
+
+    fields: dict[str, Any] = dict(
+        definition_name=definition, study_name=definition, storage_url=storage_url,
+        slots=[WorkerSlot(0, "cpu", "", 1)], trials=2, sampler="random", pruner="none",
+        epochs=1, seed=0, synthetic=False, data_dir="data", options={},
+        heartbeat_interval=1, grace_period=3, artifact_dir=None, keep_checkpoints=0,
+    )
+    fields.update(overrides)
+    return LaunchRequest(**fields)
+
+
+def run_inline(request, *, worker_trials: int | None = None):
+    """Create or resume the study and run one worker in this process (no subprocesses)."""
+    from hpo.launcher import prepare_launch
+    from hpo.storage import open_storage
+    from hpo.trial_run import RunSettings
+    from hpo.worker import LocalBudget, Worker, WorkerConfig
+
+    storage = open_storage(request.storage_url, heartbeat_interval=request.heartbeat_interval,
+                           grace_period=request.grace_period)
+    study, _, budget, _ = prepare_launch(request, storage)
+    config = WorkerConfig(
+        storage_url=request.storage_url, study_name=request.study_name,
+        definition=request.definition_name, sampler=request.sampler, pruner=request.pruner,
+        run=RunSettings(device="cpu", epochs=request.epochs, data_dir=request.data_dir,
+                        synthetic=request.synthetic, options=request.options, seed=request.seed),
+        sampler_seed=request.seed, heartbeat_interval=request.heartbeat_interval,
+        grace_period=request.grace_period, total=request.total,
+        artifact_dir=request.artifact_dir, keep_checkpoints=request.keep_checkpoints,
+    )
+    worker = Worker(config, budget=LocalBudget(worker_trials if worker_trials is not None
+                                               else budget))
+    worker.run()
+    return worker.study

@@ -1,0 +1,211 @@
+"""The command line: every command's help, the study list, and every bad input of the core
+service ending in one sentence, a non-zero exit, no traceback and nothing written."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from hpo.cli import app
+from tests.helpers import make_request, run_inline
+
+runner = CliRunner()
+
+COMMANDS = ["launch", "worker", "studies", "status", "best", "export"]
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env)
+
+
+def assert_user_error(result, *needles: str) -> None:
+    """One clear sentence on stderr, a non-zero exit, no traceback."""
+    assert result.exit_code != 0, result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def studies_in(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as connection:
+        try:
+            return [row[0] for row in connection.execute("SELECT study_name FROM studies")]
+        except sqlite3.OperationalError:  # no tables at all
+            return []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.stdout
+
+
+def test_studies_lists_every_definition_and_preset() -> None:
+    result = invoke("studies")
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    names = [line.split()[0] for line in lines]
+    assert names == ["mnist-mlp", "mnist-mlp-seed", "logreg-loss", *names[3:]]
+    assert "grid/none, 5 epochs, 3 trials" in lines[1]
+
+
+def test_unknown_study_names_the_known_ones() -> None:
+    result = invoke("launch", "mnist-cnn")
+    assert result.exit_code == 2
+    assert "unknown study 'mnist-cnn'" in result.stderr
+    assert "mnist-mlp, mnist-mlp-seed, logreg-loss" in result.stderr
+
+
+@pytest.mark.parametrize("trials", ["0", "-3"])
+def test_trials_below_one_is_refused(trials: str) -> None:
+    result = invoke("launch", "mnist-mlp", "--trials", trials, "--synthetic")
+    assert result.exit_code == 2
+    assert "--trials" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("not a url", "is malformed"),
+        ("foo://somewhere/db", "unknown database 'foo'"),
+        ("mysql://me:s3cret-pw@localhost/db", "driver 'MySQLdb'"),
+        ("postgresql+psycopg2://me:s3cret-pw@localhost/db", "driver 'psycopg2'"),
+        ("postgresql+psycopg://me:s3cret-pw@127.0.0.1:1/db", "Cannot reach the database"),
+        ("sqlite://", "in-memory SQLite"),
+        ("sqlite:////no/such/folder/hpo.db", "does not exist"),
+    ],
+)
+def test_bad_storage_urls(url: str, needle: str) -> None:
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    assert_user_error(result, needle)
+    assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+def test_password_from_environment_is_never_printed(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://me:env-secret@127.0.0.1:1/db"
+    for args in (["launch", "mnist-mlp", "--synthetic"], ["status"], ["best", "x"],
+                 ["launch", "mnist-mlp", "--synthetic", "--dry-run"]):
+        result = invoke(*args, env={"HPO_STORAGE": url})
+        assert "env-secret" not in result.stderr + result.stdout
+    assert "me:***@127.0.0.1" in result.stdout  # the dry run shows the masked URL
+
+
+def test_missing_mnist_without_network_says_where_files_go(tmp_path: Path) -> None:
+    db = tmp_path / "hpo.db"
+    result = invoke("launch", "mnist-mlp", "--storage", f"sqlite:///{db}",
+                    "--data-dir", str(tmp_path / "empty"))
+    assert_user_error(result, "MNIST is not in", str(tmp_path / "empty" / "MNIST" / "raw"),
+                      "train-images-idx3-ubyte", "--synthetic")
+    assert studies_in(db) == []
+
+
+def test_truncated_mnist_file_is_named(tmp_path: Path, mnist_dir: Path) -> None:
+    broken = tmp_path / "broken"
+    raw = broken / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for file in (mnist_dir / "MNIST" / "raw").iterdir():
+        raw.joinpath(file.name).write_bytes(file.read_bytes())
+    images = raw / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    db = tmp_path / "hpo.db"
+    result = invoke("launch", "mnist-mlp", "--storage", f"sqlite:///{db}",
+                    "--data-dir", str(broken))
+    assert_user_error(result, str(images), "truncated or corrupt", "delete it")
+    assert studies_in(db) == []
+
+
+def test_corrupt_mnist_header_is_named(tmp_path: Path, mnist_dir: Path) -> None:
+    broken = tmp_path / "broken"
+    raw = broken / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for file in (mnist_dir / "MNIST" / "raw").iterdir():
+        raw.joinpath(file.name).write_bytes(file.read_bytes())
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"<html>not found</html>")
+    result = invoke("launch", "mnist-mlp", "--storage", f"sqlite:///{tmp_path / 'hpo.db'}",
+                    "--data-dir", str(broken))
+    assert_user_error(result, "t10k-labels-idx1-ubyte is not an MNIST IDX file")
+
+
+def test_existing_study_with_other_direction_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    optuna.create_study(study_name="mnist-mlp", storage=url, direction="minimize")
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    assert_user_error(result, "direction minimize", "maximize val_accuracy", "--study-name")
+    assert len(optuna.load_study(study_name="mnist-mlp", storage=url).trials) == 0
+
+
+def test_study_made_outside_hpo_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    study = optuna.create_study(study_name="mnist-mlp", storage=url, direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    assert_user_error(result, "created outside hpo")
+    assert len(optuna.load_study(study_name="mnist-mlp", storage=url).trials) == 1
+
+
+def test_incompatible_search_space_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    run_inline(make_request(url, trials=1, synthetic=True, epochs=1))
+    study = optuna.load_study(study_name="mnist-mlp", storage=url)
+    study.add_trial(optuna.trial.create_trial(
+        params={"momentum": 0.9}, value=0.5,
+        distributions={"momentum": optuna.distributions.FloatDistribution(0.0, 1.0)}))
+    before = len(study.trials)
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    assert_user_error(result, "incompatible search space", "momentum")
+    assert len(optuna.load_study(study_name="mnist-mlp", storage=url).trials) == before
+
+
+def test_synthetic_and_real_trials_never_mix(tmp_path: Path, mnist_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    run_inline(make_request(url, trials=1, data_dir=str(mnist_dir)))
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    assert_user_error(result, "real mnist data", "--synthetic would mix")
+
+    run_inline(make_request(url, study_name="smoke", trials=1, synthetic=True))
+    result = invoke("launch", "mnist-mlp", "--study-name", "smoke", "--storage", url,
+                    "--data-dir", str(mnist_dir))
+    assert_user_error(result, "synthetic data", "add --synthetic")
+
+
+def test_grid_sampler_needs_a_grid_only_where_there_is_none(sqlite_url: str) -> None:
+    # Every built-in definition has a grid; --sampler grid plans the grid's size.
+    result = invoke("launch", "mnist-mlp-seed", "--synthetic", "--dry-run",
+                    "--storage", sqlite_url)
+    assert result.exit_code == 0
+    assert "budget:   3 trial(s)" in result.stdout
+
+
+def test_read_commands_on_missing_database_and_study(tmp_path: Path, sqlite_url: str) -> None:
+    result = invoke("status", "--storage", f"sqlite:///{tmp_path / 'nothing.db'}")
+    assert_user_error(result, "There is no hpo database")
+    run_inline(make_request(sqlite_url, trials=1, synthetic=True))
+    for args in (["best", "nope"], ["export", "nope"], ["status", "nope"]):
+        result = invoke(*args, "--storage", sqlite_url)
+        assert_user_error(result, "no study named 'nope'", "mnist-mlp")
+
+
+def test_best_without_completed_trial(sqlite_url: str) -> None:
+    optuna.create_study(study_name="empty", storage=sqlite_url, direction="maximize")
+    result = invoke("best", "empty", "--storage", sqlite_url)
+    assert_user_error(result, "has no completed trial yet")
+
+
+def test_export_to_missing_folder(sqlite_url: str, tmp_path: Path) -> None:
+    run_inline(make_request(sqlite_url, trials=1, synthetic=True))
+    result = invoke("export", "mnist-mlp", "--storage", sqlite_url,
+                    "--output", str(tmp_path / "nope" / "x.csv"))
+    assert_user_error(result, "does not exist")
+
+
+def test_study_specific_option_on_the_wrong_study() -> None:
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--subset", "0.25")
+    assert_user_error(result, "--subset does not apply to mnist-mlp")

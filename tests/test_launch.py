@@ -1,0 +1,95 @@
+"""Launching worker processes on one SQLite study, and reading the study back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpo.cli import app
+from hpo.worker import counted_finished
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.mark.slow
+def test_two_worker_launch_is_exact_and_reads_back(tmp_path: Path, mnist_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    result = invoke("launch", "mnist-mlp", "--trials", "6", "--workers", "2", "--epochs", "2",
+                    "--storage", url, "--data-dir", str(mnist_dir), "--seed", "7")
+    assert result.exit_code == 0, result.stderr
+    study = optuna.load_study(study_name="mnist-mlp", storage=url)
+    trials = study.get_trials()
+    assert counted_finished(trials) == 6 == len(trials)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert {t.user_attrs["worker"] for t in trials}.__len__() == 2  # both workers ran trials
+    assert "Best val_accuracy" in result.stdout and "hpo dashboard" in result.stdout
+
+    # Resuming adds exactly --trials more.
+    result = invoke("launch", "mnist-mlp", "--trials", "2", "--workers", "2", "--epochs", "2",
+                    "--storage", url, "--data-dir", str(mnist_dir))
+    assert result.exit_code == 0, result.stderr
+    trials = optuna.load_study(study_name="mnist-mlp", storage=url).get_trials()
+    assert counted_finished(trials) == 8
+
+    status = invoke("status", "--storage", url)
+    assert status.exit_code == 0
+    assert "mnist-mlp" in status.stdout and "complete" in status.stdout
+
+    best = invoke("best", "mnist-mlp", "--json", "--storage", url)
+    assert best.exit_code == 0
+    payload = json.loads(best.stdout)  # only JSON on stdout
+    best_trial = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert payload["trial"] == best_trial.number and payload["value"] == best_trial.value
+    assert payload["params"] == best_trial.params and payload["metric"] == "val_accuracy"
+
+    exported = invoke("export", "mnist-mlp", "--storage", url)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 8 and {"number", "state", "value", "params_lr"} <= set(rows[0])
+    out = tmp_path / "trials.json"
+    assert invoke("export", "mnist-mlp", "--storage", url, "--output", str(out)).exit_code == 0
+    data = json.loads(out.read_text())
+    assert len(data["trials"]) == 8
+    assert data["trials"][0]["intermediate_values"].keys() == {"1", "2"}
+
+
+@pytest.mark.slow
+def test_synthetic_launch_from_the_issue(tmp_path: Path) -> None:
+    """The done-when of the core issue: 6 new finished trials, none running, best printed."""
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    result = invoke("launch", "mnist-mlp", "--trials", "6", "--workers", "2", "--synthetic",
+                    "--epochs", "1", "--storage", url)
+    assert result.exit_code == 0, result.stderr
+    trials = optuna.load_study(study_name="mnist-mlp", storage=url).get_trials()
+    assert counted_finished(trials) == 6
+    assert all(t.state.is_finished() for t in trials)
+    assert "6 trial(s) finished in this launch" in result.stdout
+
+
+def test_sqlite_storage_uses_wal(tmp_path: Path) -> None:
+    from hpo.storage import open_storage
+
+    db = tmp_path / "hpo.db"
+    open_storage(f"sqlite:///{db}")
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_dry_run_prints_the_plan(sqlite_url: str) -> None:
+    result = invoke("launch", "mnist-mlp", "--workers", "2", "--synthetic", "--dry-run",
+                    "--storage", sqlite_url, "--gpus", "none")
+    assert result.exit_code == 0
+    assert "worker 0 -> cpu, 1 thread(s)" in result.stdout
+    assert "worker 1 -> cpu" in result.stdout
+    assert "budget:   50 trial(s)" in result.stdout

@@ -1,0 +1,165 @@
+"""The worker loop, run in this process: pruning, the baseline, failures inside trials,
+presets, and a trial failed under the worker's feet by a peer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+import studies
+from hpo.definition import StudyDefinition
+from hpo.models import MLP
+from hpo.worker import counted_finished
+from studies.mnist_mlp import BASELINE
+from tests.helpers import make_request, run_inline
+
+GOOD = {**BASELINE, "lr": 3e-3}
+BAD = {**BASELINE, "lr": 0.1}  # stays near chance, as in the seed report
+
+
+def states(study: optuna.Study) -> list[str]:
+    return [t.state.name for t in study.get_trials(deepcopy=False)]
+
+
+def test_baseline_trial_is_enqueued_once(sqlite_url: str, mnist_dir: Path) -> None:
+    request = make_request(sqlite_url, trials=2, data_dir=str(mnist_dir))
+    study = run_inline(request)
+    run_inline(request)  # resuming does not enqueue it again
+    baselines = [t for t in study.get_trials() if t.user_attrs.get("baseline")]
+    assert len(baselines) == 1
+    assert baselines[0].number == 0 and baselines[0].params == BASELINE
+    assert baselines[0].state == TrialState.COMPLETE
+
+
+def test_trials_record_device_epochs_and_speed(sqlite_url: str, mnist_dir: Path) -> None:
+    study = run_inline(make_request(sqlite_url, trials=1, epochs=2, data_dir=str(mnist_dir)))
+    trial = study.trials[0]
+    assert trial.user_attrs["device"] == "cpu"
+    assert trial.user_attrs["epochs_run"] == 2
+    assert trial.user_attrs["seconds_per_epoch"] > 0
+    assert sorted(trial.intermediate_values) == [1, 2]
+    assert study.user_attrs["definition"] == "mnist-mlp"
+    assert study.user_attrs["metric"] == "val_accuracy"
+    assert study.user_attrs["synthetic"] is False
+
+
+def test_pruning_really_prunes(sqlite_url: str, mnist_dir: Path) -> None:
+    request = make_request(sqlite_url, trials=1, epochs=3, pruner="median",
+                           data_dir=str(mnist_dir))
+    study = run_inline(request)  # the baseline
+    for _ in range(4):
+        study.enqueue_trial(GOOD)
+    study.enqueue_trial(BAD)
+    study = run_inline(request, worker_trials=5)
+    last = study.trials[-1]
+    assert last.params["lr"] == BAD["lr"]
+    assert last.state == TrialState.PRUNED
+    assert list(last.intermediate_values) == [1]  # stopped after its first epoch
+    assert "pruned after epoch 1" in last.user_attrs["pruned_reason"]
+    assert states(study)[:5] == ["COMPLETE"] * 5
+
+
+def test_baseline_is_never_pruned(sqlite_url: str, mnist_dir: Path) -> None:
+    request = make_request(sqlite_url, trials=1, epochs=2, pruner="median",
+                           data_dir=str(mnist_dir))
+    study = run_inline(request)
+    for _ in range(4):
+        study.enqueue_trial(GOOD)
+    study.enqueue_trial(BAD, user_attrs={"baseline": True})
+    study = run_inline(request, worker_trials=5)
+    assert study.trials[-1].state == TrialState.COMPLETE
+
+
+def _faulty_objective(trial: optuna.Trial, run) -> float:
+    trial.suggest_float("x", 0.0, 1.0)
+    kind = ["ok", "exception", "nan_loss", "oom", "inf", "ok"][trial.number]
+    if kind == "exception":
+        raise RuntimeError("disk on fire")
+    if kind == "oom":
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    if kind == "inf":
+        return math.inf
+    model = MLP(784, [8], 10)
+    if kind == "nan_loss":
+        with torch.no_grad():
+            model[0].bias.fill_(float("nan"))
+    return run.fit(model, lr=1e-3, batch_size=100)
+
+
+FAULTY = StudyDefinition(
+    name="faulty", summary="test", dataset="mnist", objective=_faulty_objective,
+    search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda p: MLP(784, [8], 10),
+    epochs=1, trials=6, pruner="none", sampler="random",
+)
+
+
+def test_errors_inside_trials_fail_only_that_trial(monkeypatch: pytest.MonkeyPatch,
+                                                   sqlite_url: str, mnist_dir: Path) -> None:
+    monkeypatch.setitem(studies.REGISTRY, "faulty", FAULTY)
+    study = run_inline(make_request(sqlite_url, definition="faulty", trials=6,
+                                    data_dir=str(mnist_dir)))
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL", "FAIL",
+                                              "COMPLETE"]
+    reasons = [t.user_attrs.get("fail_reason", "") for t in trials]
+    assert reasons[1] == "RuntimeError: disk on fire"
+    assert reasons[2].startswith("TrainingDiverged: the training loss became nan")
+    assert reasons[3].startswith("CUDA out of memory")
+    assert reasons[4] == "the objective returned inf"
+    assert counted_finished(trials) == 6
+
+
+def _peer_fails_me(trial: optuna.Trial, run) -> float:
+    trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 0:
+        # What a peer's heartbeat check does to a trial it believes dead.
+        trial.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return run.fit(MLP(784, [], 10), lr=1e-2, batch_size=100)
+
+
+def test_trial_failed_by_a_peer_does_not_crash_the_worker(monkeypatch: pytest.MonkeyPatch,
+                                                          sqlite_url: str,
+                                                          mnist_dir: Path) -> None:
+    definition = StudyDefinition(
+        name="peer", summary="test", dataset="mnist", objective=_peer_fails_me,
+        search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda p: MLP(784, [], 10),
+        epochs=1, pruner="none", sampler="random")
+    monkeypatch.setitem(studies.REGISTRY, "peer", definition)
+    study = run_inline(make_request(sqlite_url, definition="peer", trials=2,
+                                    data_dir=str(mnist_dir)))
+    # The abandoned trial does not use up the budget: two more trials ran to an end.
+    assert states(study) == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert "fail_reason" not in study.trials[0].user_attrs
+
+
+def test_seed_preset_replays_the_seed_grid(sqlite_url: str, mnist_dir: Path) -> None:
+    request = make_request(sqlite_url, definition="mnist-mlp-seed", trials=10, sampler="grid",
+                           data_dir=str(mnist_dir))
+    study = run_inline(request)
+    trials = study.get_trials()
+    # The grid has three points: the launch plans three trials and the sampler stops there.
+    assert sorted(t.params["lr"] for t in trials) == [0.001, 0.01, 0.1]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.user_attrs["epochs_run"] == 1 for t in trials)
+
+
+def test_logreg_loss_preset_compares_both_losses(sqlite_url: str, mnist_dir: Path) -> None:
+    request = make_request(sqlite_url, definition="logreg-loss", trials=4, sampler="grid",
+                           data_dir=str(mnist_dir), epochs=2)
+    study = run_inline(request)
+    trials = study.get_trials()
+    assert {t.params["loss"] for t in trials} <= {"cross_entropy", "mse"}
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(len(t.intermediate_values) == 2 for t in trials)
+
+
+def test_seed_network_on_mnist_mlp_seed_uses_seed_epochs() -> None:
+    definition = studies.get("mnist-mlp-seed")
+    assert (definition.epochs, definition.sampler, definition.pruner) == (5, "grid", "none")
+    assert definition.grid == {"lr": [0.001, 0.01, 0.1]}

@@ -37,7 +37,7 @@ app = typer.Typer(
 )
 # Piped output (scripts, CI) gets wide tables instead of rich's 80-column default.
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,7 +97,8 @@ def _user_errors(func: F) -> F:
             from hpo.storage import scrub
 
             message = scrub(str(error), os.environ.get(settings.STORAGE_ENV, ""))
-            stderr.print(f"[bold red]Error:[/] {message}", highlight=False, markup=True)
+            stderr.print(f"[bold red]Error:[/] {message}", highlight=False, markup=True,
+                         soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

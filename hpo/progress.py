@@ -60,7 +60,8 @@ class LaunchProgress:
         else:
             budget = f"{self.budget} trials" if self.budget is not None else "no trial limit"
             self.console.print(f"Running {self.study_name} on {self.storage_label} with "
-                               f"{len(self.slots)} worker(s), {budget}.", highlight=False)
+                               f"{len(self.slots)} worker(s), {budget}.", highlight=False,
+                               markup=False, soft_wrap=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -117,7 +118,8 @@ class LaunchProgress:
         reason = f" ({fields['reason']})" if fields.get("reason") and fields["state"] == "FAIL" \
             else ""
         self.console.print(f"trial {fields['trial']} {fields['state']}{shown}{reason} "
-                           f"[worker {index}] · {self._summary()}", highlight=False, markup=False)
+                           f"[worker {index}] · {self._summary()}", highlight=False, markup=False,
+                           soft_wrap=True)
 
     def _render(self) -> Group:
         elapsed = time.monotonic() - self._started
@@ -134,8 +136,10 @@ class LaunchProgress:
                 f"{view.value:.4f}" if view.value is not None and view.trial is not None else "-",
                 view.status,
             )
-        parts: list[Any] = [header]
+        status = Table.grid(padding=(0, 1))
         if self.budget:
-            parts.append(ProgressBar(total=self.budget, completed=self.done, width=60))
-        parts += [Text(self._summary()), table]
-        return Group(*parts)
+            status.add_row(ProgressBar(total=self.budget, completed=self.done, width=40),
+                           Text(self._summary()))
+        else:
+            status.add_row(Text(self._summary()))
+        return Group(header, status, table)

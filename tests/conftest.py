@@ -28,3 +28,60 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'hpo.db'}"
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the session: HPO_TEST_POSTGRES_URL if set, else a throwaway
+    cluster from the machine's initdb/pg_ctl. Skips, with the reason, only if neither works."""
+    import os
+
+    from tests.postgres import PostgresServer, unavailable_reason
+
+    if os.environ.get("HPO_TEST_POSTGRES_URL"):
+        yield None
+        return
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no PostgreSQL for tests: {reason}; set HPO_TEST_POSTGRES_URL instead")
+    server = PostgresServer().init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server, as a SQLAlchemy URL."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    from tests.postgres import create_database
+
+    external = os.environ.get("HPO_TEST_POSTGRES_URL")
+    if external:
+        admin = make_url(external).set(drivername="postgresql")
+        try:
+            name = create_database(admin.render_as_string(hide_password=False))
+        except Exception:  # no CREATEDB privilege: share the given database
+            return external
+        return make_url(external).set(database=name).render_as_string(hide_password=False)
+    return postgres_server.url(create_database(postgres_server.admin_dsn()))
+
+
+@pytest.fixture
+def restartable_postgres():
+    """A cluster of this test's own, which the test may stop and start (database outages)."""
+    from tests.postgres import PostgresServer, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"outage tests need a local PostgreSQL they can restart: {reason}")
+    server = PostgresServer().init()
+    server.start()
+    yield server
+    server.destroy()

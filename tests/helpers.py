@@ -67,3 +67,41 @@ def run_inline(request, *, worker_trials: int | None = None):
                                                else budget))
     worker.run()
     return worker.study
+
+
+def hpo_process(*args: str, new_session: bool = False, **kwargs: Any):
+    """Start the real ``hpo`` command line in a subprocess, output captured."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "hpo", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=new_session,
+                            **kwargs)
+
+
+def wait_for(predicate, *, timeout: float = 120.0, interval: float = 0.2, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    import time
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+
+
+def running_trials(url: str, study_name: str, *, min_epochs: int = 1) -> list:
+    """Trials that are RUNNING and have finished at least ``min_epochs`` epochs."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=url)
+    except KeyError:
+        return []
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("epochs_run", 0) >= min_epochs and "worker" in t.user_attrs]

@@ -177,6 +177,7 @@ def _start(request: Any, *, dry_run: bool, dashboard: bool, dashboard_port: int,
 
         url = start_in_background(request.storage_url, port=dashboard_port,
                                   artifact_dir=request.artifact_dir)
+
         stderr.print(f"Dashboard: {url}")
     definition = studies.get(request.definition_name)
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
@@ -258,6 +259,9 @@ def launch(
         show_default=False)] = None,
     gpus: Annotated[str, typer.Option(help="GPUs to use: all, none, or numbers like 0,2")] = "all",
     workers_per_gpu: Annotated[int, typer.Option(min=1, help="Workers sharing each GPU")] = 1,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads per worker [default: the cores divided among the workers]",
+        show_default=False)] = None,
     total: Annotated[int | None, typer.Option(
         min=1, help="Study-wide cap: every worker stops once the study holds this many "
                     "finished trials", show_default=False)] = None,
@@ -292,7 +296,8 @@ def launch(
         definition_name=definition.name,
         study_name=study_name or definition.name,
         storage_url=settings.resolve_storage_url(storage),
-        slots=plan_workers(gpus=gpus, workers=workers, workers_per_gpu=workers_per_gpu),
+        slots=plan_workers(gpus=gpus, workers=workers, workers_per_gpu=workers_per_gpu,
+                           threads=threads),
         trials=trials or (definition.grid_size if (sampler or Sampler(definition.sampler))
                           == Sampler.grid and definition.grid_size else definition.trials),
         sampler=(sampler or Sampler(definition.sampler)).value,
@@ -329,6 +334,9 @@ def worker(
     workers: Annotated[int | None, typer.Option(
         min=1, help="Worker processes on this machine [default: one per GPU, or 1]",
         show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads per worker [default: the cores divided among the workers]",
+        show_default=False)] = None,
     total: Annotated[int | None, typer.Option(
         min=1, help="Study-wide cap on finished trials [default: the launch's]",
         show_default=False)] = None,
@@ -360,7 +368,8 @@ def worker(
         definition_name=definition.name,
         study_name=name,
         storage_url=url,
-        slots=plan_workers(gpus=gpus, workers=workers, workers_per_gpu=workers_per_gpu),
+        slots=plan_workers(gpus=gpus, workers=workers, workers_per_gpu=workers_per_gpu,
+                           threads=threads),
         trials=trials,
         sampler=recorded.get("sampler", definition.sampler),
         pruner=recorded.get("pruner", definition.pruner),
@@ -468,6 +477,33 @@ def export(
                        "first.")
     output.write_text(text)
     stderr.print(f"Wrote {len(loaded.trials)} trial(s) of {loaded.study_name} to {output}.")
+
+
+# -- dashboard ----------------------------------------------------------------------------
+
+
+@app.command()
+@_user_errors
+def dashboard(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; anything but 127.0.0.1 exposes an unauthenticated API")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the study storage, with the checkpoint artifacts."""
+    from hpo.dashboard import create_server, url_of
+
+    _setup_logging()
+    server = create_server(settings.resolve_storage_url(storage), host=host, port=port,
+                           artifact_dir=settings.resolve_artifact_dir())
+    stderr.print(f"Dashboard on {url_of(server)} (Ctrl-C stops it)", soft_wrap=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

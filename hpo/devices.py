@@ -71,12 +71,18 @@ def parse_gpus(spec: str) -> str | list[int]:
 
 
 def plan_workers(*, gpus: str = "all", workers: int | None = None, workers_per_gpu: int = 1,
-                 gpu_ids: list[str] | None = None, cores: int | None = None) -> list[WorkerSlot]:
-    """One slot per worker process. ``gpu_ids`` are the visible GPUs (detected if None)."""
+                 threads: int | None = None, gpu_ids: list[str] | None = None,
+                 cores: int | None = None) -> list[WorkerSlot]:
+    """One slot per worker process. ``gpu_ids`` are the visible GPUs (detected if None).
+
+    Each worker gets ``threads`` CPU threads, by default the cores divided among the workers.
+    """
     if workers is not None and workers < 1:
         raise HpoError(f"--workers must be at least 1, not {workers}.")
     if workers_per_gpu < 1:
         raise HpoError(f"--workers-per-gpu must be at least 1, not {workers_per_gpu}.")
+    if threads is not None and threads < 1:
+        raise HpoError(f"--threads must be at least 1, not {threads}.")
     visible = visible_gpus() if gpu_ids is None else gpu_ids
     cores = cores or cpu_count()
     choice = parse_gpus(gpus)
@@ -97,12 +103,12 @@ def plan_workers(*, gpus: str = "all", workers: int | None = None, workers_per_g
 
     if not selected:
         count = workers or 1
-        threads = max(1, cores // count)
-        return [WorkerSlot(i, "cpu", "", threads) for i in range(count)]
+        per_worker = threads or max(1, cores // count)
+        return [WorkerSlot(i, "cpu", "", per_worker) for i in range(count)]
     count = workers or len(selected) * workers_per_gpu
-    threads = max(1, cores // count)
+    per_worker = threads or max(1, cores // count)
     return [
         WorkerSlot(i, f"cuda:{selected[i % len(selected)]}", visible[selected[i % len(selected)]],
-                   threads)
+                   per_worker)
         for i in range(count)
     ]

@@ -72,7 +72,9 @@ class LaunchProgress:
 
     def handle(self, index: int, kind: str, fields: dict[str, Any]) -> None:
         view = self.workers[index]
-        if kind == "trial_started":
+        if kind == "loading_data":
+            view.status = "loading data"
+        elif kind == "trial_started":
             view.trial, view.epoch, view.value, view.status = fields["trial"], 0, None, "training"
         elif kind == "epoch":
             view.epoch, view.value = fields["epoch"], fields["value"]

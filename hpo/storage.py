@@ -11,6 +11,7 @@ import functools
 import logging
 import re
 import sqlite3
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -139,17 +140,29 @@ def _prepare_sqlite(path: Path) -> None:
         connection.execute("PRAGMA journal_mode=WAL")
 
 
-def _sqlite_begin_immediate(engine: sqlalchemy.Engine) -> None:
-    """Make every SQLite transaction take the write lock up front.
+# Set while a ResilientStorage read method runs in this thread (see _tune_sqlite_engine).
+_reading = threading.local()
 
-    A deferred transaction that reads and then writes cannot wait for the lock in WAL mode: if
-    another process committed in between, SQLite fails at once with "database is locked"
-    instead of honouring the busy timeout. BEGIN IMMEDIATE waits its turn instead.
+
+def _tune_sqlite_engine(engine: sqlalchemy.Engine) -> None:
+    """Make SQLite safe and quick for several worker processes.
+
+    A transaction that may write takes the write lock up front (BEGIN IMMEDIATE): a deferred
+    transaction that reads and then writes cannot wait for the lock in WAL mode; if another
+    process committed in between, SQLite fails at once with "database is locked" instead of
+    honouring the busy timeout. Pure reads stay deferred, so in WAL mode they never wait for a
+    writer. And synchronous=NORMAL, which WAL makes safe against corruption, skips an fsync
+    per commit, which otherwise serializes workers on the disk.
     """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     @sqlalchemy.event.listens_for(engine, "begin")
     def _begin(connection: sqlalchemy.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = getattr(_reading, "active", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def open_storage(
@@ -193,8 +206,8 @@ def open_storage(
     except RuntimeError as error:  # optuna: schema written by an incompatible Optuna version
         raise HpoError(f"The database at '{mask_url(url)}' cannot be used: {error}") from None
     if path is not None:
-        _sqlite_begin_immediate(rdb.engine)
-        rdb.engine.dispose()  # drop connections opened before the listener existed
+        _tune_sqlite_engine(rdb.engine)
+        rdb.engine.dispose()  # drop connections opened before the listeners existed
     return ResilientStorage(rdb, url=url, outage_tolerance=outage_tolerance)
 
 
@@ -260,21 +273,34 @@ class ResilientStorage(_CachedStorage):
         return self._backend
 
 
-def _retrying(method: Callable[..., T]) -> Callable[..., T]:
+def _retrying(method: Callable[..., T], *, reads_only: bool) -> Callable[..., T]:
     @functools.wraps(method)
     def wrapper(self: ResilientStorage, *args: Any, **kwargs: Any) -> T:
-        return call_with_db_retry(method, self, *args, tolerance=self.outage_tolerance, **kwargs)
+        if not reads_only or getattr(_reading, "active", False):
+            return call_with_db_retry(method, self, *args, tolerance=self.outage_tolerance,
+                                      **kwargs)
+        _reading.active = True
+        try:
+            return call_with_db_retry(method, self, *args, tolerance=self.outage_tolerance,
+                                      **kwargs)
+        finally:
+            _reading.active = False
 
     return wrapper
 
 
-for _name in (
-    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+_READS = (
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
-    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
-    "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_best_trial",
-    "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-    "set_trial_system_attr", "get_trial", "get_all_trials", "record_heartbeat",
+    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies",
+    "get_trial_id_from_study_id_trial_number", "get_best_trial", "get_trial", "get_all_trials",
     "_get_stale_trial_ids",
-):
-    setattr(ResilientStorage, _name, _retrying(getattr(_CachedStorage, _name)))
+)
+_WRITES = (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "create_new_trial", "set_trial_param", "set_trial_state_values",
+    "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+    "record_heartbeat",
+)
+for _name in _READS + _WRITES:
+    setattr(ResilientStorage, _name,
+            _retrying(getattr(_CachedStorage, _name), reads_only=_name in _READS))

@@ -54,7 +54,7 @@ class TrialRun:
         self.seed = trial_seed(settings.seed, trial.number)
         self.model: nn.Module | None = None  # the last network fit() trained
         self._on_epoch_hook = on_epoch
-        self._seconds: list[float] = []
+        self.epoch_seconds: list[float] = []  # the worker records these on the trial
         torch.manual_seed(self.seed)
 
     @property
@@ -88,11 +88,19 @@ class TrialRun:
         )
         return result.val_accuracy
 
+    @property
+    def epochs_run(self) -> int:
+        return len(self.epoch_seconds)
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        if not self.epoch_seconds:
+            return None
+        return round(sum(self.epoch_seconds) / len(self.epoch_seconds), 4)
+
     def _after_epoch(self, epoch: int, value: float, seconds: float) -> None:
-        self._seconds.append(seconds)
+        self.epoch_seconds.append(seconds)
         self.trial.report(value, epoch)
-        self.trial.set_user_attr("epochs_run", epoch)
-        self.trial.set_user_attr("seconds_per_epoch", round(sum(self._seconds) / len(self._seconds), 4))
         if self._on_epoch_hook is not None:
             self._on_epoch_hook(epoch, value)
         # The baseline always runs to the end, so every study shows the seed's full result.

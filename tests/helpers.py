@@ -104,4 +104,4 @@ def running_trials(url: str, study_name: str, *, min_epochs: int = 1) -> list:
     except KeyError:
         return []
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.user_attrs.get("epochs_run", 0) >= min_epochs and "worker" in t.user_attrs]
+            if len(t.intermediate_values) >= min_epochs and "worker" in t.user_attrs]

@@ -15,7 +15,7 @@ from tests.helpers import make_request, run_inline
 
 runner = CliRunner()
 
-COMMANDS = ["launch", "worker", "studies", "status", "best", "export"]
+COMMANDS = ["launch", "worker", "studies", "status", "best", "export", "dashboard"]
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):

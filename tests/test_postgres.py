@@ -1,0 +1,202 @@
+"""hpo on a real PostgreSQL server: every command, many workers and machines on one study,
+the study-wide total, a machine lost mid-trial, and the database going away for a while."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+import studies
+from hpo.cli import app
+from hpo.definition import StudyDefinition
+from hpo.models import MLP
+from hpo.storage import open_storage
+from hpo.worker import LocalBudget, counted_finished
+from tests.helpers import hpo_process, make_request, run_inline, running_trials, wait_for
+from tests.postgres import PASSWORD
+from tests.test_faults import many_short_trials
+
+pytestmark = pytest.mark.postgres
+runner = CliRunner()
+
+
+def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+def test_every_command_works_on_postgres(postgres_url: str, mnist_dir: Path,
+                                         tmp_path: Path) -> None:
+    common = ["--storage", postgres_url]
+    outputs = []
+    result = runner.invoke(app, ["launch", "mnist-mlp", "--trials", "3", "--workers", "2",
+                                 "--epochs", "1", "--data-dir", str(mnist_dir), *common])
+    outputs.append(result)
+    assert result.exit_code == 0, result.stderr
+    result = runner.invoke(app, ["worker", "mnist-mlp", "--trials", "2", "--data-dir",
+                                 str(mnist_dir), *common])
+    outputs.append(result)
+    assert result.exit_code == 0, result.stderr
+    assert counted_finished(trials_of(postgres_url, "mnist-mlp")) == 5
+    for args in (["status"], ["best", "mnist-mlp", "--json"], ["export", "mnist-mlp"],
+                 ["launch", "mnist-mlp", "--dry-run"]):
+        result = runner.invoke(app, [*args, *common])
+        outputs.append(result)
+        assert result.exit_code == 0, result.stderr
+    for result in outputs:
+        assert PASSWORD not in result.stdout + result.stderr
+    assert "hpo:***@127.0.0.1" in outputs[-1].stdout
+
+
+def test_workers_keep_their_connection_pools_small(postgres_url: str) -> None:
+    storage = open_storage(postgres_url)
+    pool = storage.rdb.engine.pool
+    assert pool.size() == 2 and pool._max_overflow == 1  # trial loop + heartbeat, plus one
+    assert pool._pre_ping
+
+
+@pytest.mark.slow
+def test_many_workers_many_short_trials_postgres(postgres_url: str, mnist_dir: Path) -> None:
+    many_short_trials(postgres_url, mnist_dir)
+
+
+@pytest.mark.slow
+def test_total_stops_workers_on_every_machine(postgres_url: str, mnist_dir: Path) -> None:
+    run_inline(make_request(postgres_url, definition="logreg-loss", trials=1,
+                            data_dir=str(mnist_dir)))
+    workers = [hpo_process("worker", "logreg-loss", "--storage", postgres_url, "--total", "12",
+                           "--data-dir", str(mnist_dir), "--keep-checkpoints", "0")
+               for _ in range(2)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    trials = trials_of(postgres_url, "logreg-loss")
+    # Each worker checks the total before it asks for a trial, so two workers racing for the
+    # last slot can overshoot by at most one trial each.
+    assert 12 <= counted_finished(trials) <= 13
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.slow
+def test_lost_machine_trial_is_failed_by_heartbeat_and_retried(postgres_url: str) -> None:
+    """Worker A (a whole machine) dies mid-trial; worker B's heartbeat check fails A's trial
+    after the grace period and runs it again with the same params."""
+    hb = ["--heartbeat-interval", "1", "--grace-period", "3"]
+    setup = runner.invoke(app, ["launch", "mnist-mlp", "--trials", "1", "--synthetic",
+                                "--epochs", "2", "--storage", postgres_url, "--pruner", "none"])
+    assert setup.exit_code == 0, setup.stderr
+    machine_a = hpo_process("worker", "mnist-mlp", "--storage", postgres_url, "--trials", "3",
+                            *hb, new_session=True)
+    victim = wait_for(lambda: running_trials(postgres_url, "mnist-mlp"), what="A's trial")[0]
+    os.killpg(machine_a.pid, signal.SIGKILL)  # the launcher and its worker, like a power cut
+    machine_a.wait()
+    machine_b = hpo_process("worker", "mnist-mlp", "--storage", postgres_url, "--trials", "3",
+                            *hb)
+    out, err = machine_b.communicate(timeout=300)
+    assert machine_b.returncode == 0, err
+    trials = trials_of(postgres_url, "mnist-mlp")
+    lost = trials[victim.number]
+    assert lost.state == TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].params == lost.params
+    assert retry[0].state == TrialState.COMPLETE
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+# -- database outages ----------------------------------------------------------------------
+
+
+class Outage:
+    """Lets a test stop the database at exact points inside a trial."""
+
+    def __init__(self) -> None:
+        self.reached = {"mid_trial": threading.Event(), "trial_end": threading.Event()}
+        self.database_down = {"mid_trial": threading.Event(), "trial_end": threading.Event()}
+
+    def at(self, point: str) -> None:
+        self.reached[point].set()
+        assert self.database_down[point].wait(60)
+
+
+OUTAGE = Outage()
+
+
+def _outage_objective(trial: optuna.Trial, run) -> float:
+    trial.suggest_float("x", 0.0, 1.0)
+    trial.report(0.5, 1)
+    if trial.number == 0:
+        OUTAGE.at("mid_trial")  # the next report and the heartbeats hit a dead database
+    trial.report(0.6, 2)
+    if trial.number == 1:
+        OUTAGE.at("trial_end")  # the result is told to a dead database
+    return 0.7
+
+
+def test_worker_rides_out_database_outages(monkeypatch: pytest.MonkeyPatch,
+                                           restartable_postgres, mnist_dir: Path) -> None:
+    from hpo.launcher import prepare_launch
+    from hpo.trial_run import RunSettings
+    from hpo.worker import Worker, WorkerConfig
+
+    definition = StudyDefinition(
+        name="outage", summary="test", dataset="mnist", objective=_outage_objective,
+        search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda p: MLP(784, [], 10),
+        epochs=2, pruner="none", sampler="random")
+    monkeypatch.setitem(studies.REGISTRY, "outage", definition)
+    server = restartable_postgres
+    url = server.url()
+    request = make_request(url, definition="outage", trials=3, data_dir=str(mnist_dir))
+    prepare_launch(request, open_storage(url))
+    worker = Worker(WorkerConfig(
+        storage_url=url, study_name="outage", definition="outage", sampler="random",
+        pruner="none", run=RunSettings(data_dir=str(mnist_dir), epochs=2),
+        heartbeat_interval=1, grace_period=30, outage_tolerance=60,
+    ), budget=LocalBudget(3))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as error:  # surfaced by the assertion below
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    for point in ("mid_trial", "trial_end"):
+        assert OUTAGE.reached[point].wait(120), f"the trial never reached {point}"
+        server.stop("immediate")
+        threading.Timer(4.0, server.start).start()
+        OUTAGE.database_down[point].set()
+    thread.join(timeout=180)
+    assert not thread.is_alive() and not errors, errors
+    trials = trials_of(url, "outage")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert [t.value for t in trials] == [0.7] * 3
+    assert trials[0].intermediate_values == {1: 0.5, 2: 0.6}
+
+
+@pytest.mark.slow
+def test_launch_survives_a_database_restart_mid_trial(restartable_postgres) -> None:
+    server = restartable_postgres
+    url = server.url()
+    launch = hpo_process("launch", "mnist-mlp", "--trials", "3", "--synthetic", "--epochs", "3",
+                         "--storage", url, "--pruner", "none", "--heartbeat-interval", "1")
+    wait_for(lambda: running_trials(url, "mnist-mlp"), what="a trial mid-way")
+    server.stop("immediate")
+    time.sleep(5)
+    server.start()
+    out, err = launch.communicate(timeout=300)
+    assert launch.returncode == 0, err
+    trials = trials_of(url, "mnist-mlp")
+    assert counted_finished(trials) == 3
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert "Database unreachable" in err
+    assert PASSWORD not in out + err

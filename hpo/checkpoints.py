@@ -15,6 +15,7 @@ import json
 import logging
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,10 @@ class CheckpointKeeper:
     def _beats(self, value: float, other: float) -> bool:
         return value > other if self.maximize else value < other
 
-    def offer(self, trial: optuna.Trial, model: torch.nn.Module, value: float) -> bool:
-        """Save ``model`` if ``value`` beats every completed trial so far. Returns whether it did."""
+    def offer(self, trial: optuna.Trial, build_model: Callable[[], torch.nn.Module],
+              value: float) -> bool:
+        """Save the trained network if ``value`` beats every completed trial so far.
+        Returns whether it did. ``build_model`` is only called when it does."""
         complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if any(t.value is not None and not self._beats(value, t.value) for t in complete):
             return False
@@ -66,6 +69,7 @@ class CheckpointKeeper:
         name = f"trial-{trial.number:05d}-{metric}-{value:.4f}.pt"
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / name
+            model = build_model()
             state = {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()}
             torch.save(state, path)
             artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path),

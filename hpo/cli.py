@@ -153,6 +153,8 @@ def _study_options(definition: Any, given: dict[str, Any]) -> dict[str, Any]:
         options[key] = value
     if "subset" in options and not 0 < float(options["subset"]) <= 1:
         raise HpoError(f"--subset must be a fraction in (0, 1], not {options['subset']}.")
+    if "weights" in options and options["weights"] not in ("imagenet", "none"):
+        raise HpoError(f"--weights must be imagenet or none, not {options['weights']!r}.")
     return options
 
 

@@ -17,6 +17,7 @@ DEFAULT_FEATURE_CACHE_DIR = Path("storage") / "features"
 STORAGE_ENV = "HPO_STORAGE"
 DATA_DIR_ENV = "HPO_DATA_DIR"
 ARTIFACT_DIR_ENV = "HPO_ARTIFACT_DIR"
+FEATURE_DIR_ENV = "HPO_FEATURE_DIR"
 # Never try to download datasets or weights; fail at once with the "where to put the files" error.
 OFFLINE_ENV = "HPO_OFFLINE"
 # Test-only: "0" lets generated SVHN files through the checksum check (see README).
@@ -35,6 +36,10 @@ def resolve_data_dir(flag: Path | str | None) -> Path:
 
 def resolve_artifact_dir(flag: Path | str | None = None) -> Path:
     return Path(flag or os.environ.get(ARTIFACT_DIR_ENV) or DEFAULT_ARTIFACT_DIR)
+
+
+def resolve_feature_dir() -> Path:
+    return Path(os.environ.get(FEATURE_DIR_ENV) or DEFAULT_FEATURE_CACHE_DIR)
 
 
 def offline() -> bool:

@@ -52,7 +52,8 @@ class TrialRun:
         self.epochs = settings.epochs
         self.options = dict(settings.options)
         self.seed = trial_seed(settings.seed, trial.number)
-        self.model: nn.Module | None = None  # the last network fit() trained
+        # Builds the trained network for a checkpoint; only called if the trial is the best.
+        self.checkpoint_model: Callable[[], nn.Module] | None = None
         self._on_epoch_hook = on_epoch
         self.epoch_seconds: list[float] = []  # the worker records these on the trial
         torch.manual_seed(self.seed)
@@ -71,6 +72,19 @@ class TrialRun:
                                 synthetic=self.settings.synthetic, device=self.device,
                                 options=self.options)
 
+    def data_fingerprint(self) -> str:
+        """Identifies the data the splits come from, for caches keyed on it."""
+        if self.settings.synthetic:
+            return "synthetic"
+        from hpo.data import fingerprint
+
+        return fingerprint(self.definition.dataset, self.data_dir)
+
+    def set_checkpoint(self, build: Callable[[], nn.Module]) -> None:
+        """Tell the worker how to build the full trained network, if it checkpoints this trial
+        (e.g. a frozen backbone plus the head trained on its cached features)."""
+        self.checkpoint_model = build
+
     def seed_init(self, seed: int) -> None:
         """Re-seed weight initialisation, for studies that search over the init seed."""
         torch.manual_seed(seed)
@@ -79,7 +93,7 @@ class TrialRun:
             weight_decay: float = 0.0, splits: data.Splits | None = None,
             transform: training.Transform | None = None, channels_last: bool = False) -> float:
         """Train ``model`` for the study's epochs and return its validation accuracy."""
-        self.model = model
+        self.checkpoint_model = lambda: model
         result = training.fit(
             model, splits if splits is not None else self.splits(), epochs=self.epochs, lr=lr,
             batch_size=batch_size, weight_decay=weight_decay, loss=loss, seed=self.seed,

@@ -281,7 +281,7 @@ class Worker:
                 value = float(self.definition.objective(trial, run))
             if math.isfinite(value):
                 state = TrialState.COMPLETE
-                if self.checkpoints is not None and run.model is not None:
+                if self.checkpoints is not None and run.checkpoint_model is not None:
                     self._save_checkpoint(trial, run, value)
             else:
                 reason = f"the objective returned {value}"
@@ -297,7 +297,7 @@ class Worker:
             if _is_out_of_memory(error):
                 reason = "CUDA out of memory: " + reason
         finally:
-            run.model = None
+            run.checkpoint_model = None
             # An exception's traceback keeps the trial's frames (model, optimizer, batches)
             # alive in reference cycles; only the cycle collector frees them. It costs ~0.2 s,
             # so trials that ended normally skip it.
@@ -348,7 +348,7 @@ class Worker:
 
     def _save_checkpoint(self, trial: optuna.Trial, run: TrialRun, value: float) -> None:
         try:
-            self.checkpoints.offer(trial, run.model, value)
+            self.checkpoints.offer(trial, run.checkpoint_model, value)
         except Exception as error:  # a full disk must not cost the trial its result
             log.warning("%s: could not save the checkpoint of trial %d: %s", self.config.label,
                         trial.number, describe_error(error))

@@ -105,3 +105,18 @@ def running_trials(url: str, study_name: str, *, min_epochs: int = 1) -> list:
         return []
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if len(t.intermediate_values) >= min_epochs and "worker" in t.user_attrs]
+
+
+def write_svhn(root: Path, *, n_train: int = 400, n_test: int = 100) -> Path:
+    """SVHN's train and test .mat files under ``root/SVHN``, in the real format: X is
+    32x32x3xN uint8, y is Nx1 with the digit 0 stored as 10."""
+    import scipy.io
+
+    folder = root / "SVHN"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        images, labels = class_conditional_images(n, (3, 32, 32), 10, split_seed=seed)
+        x = images.numpy().transpose(2, 3, 1, 0)  # (N,3,H,W) -> (H,W,3,N)
+        y = np.where(labels.numpy() == 0, 10, labels.numpy()).astype(np.uint8).reshape(-1, 1)
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+    return root

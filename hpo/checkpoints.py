@@ -42,7 +42,8 @@ def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
 def saved_checkpoints(study: optuna.Study) -> dict[int, dict[str, Any]]:
     """Trial number -> {"artifact_id", "value"} for the checkpoints the study still keeps."""
     found = {}
-    for key, meta in study.system_attrs.items():
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    for key, meta in attrs.items():
         if key.startswith(CHECKPOINT_PREFIX) and meta:
             found[int(key[len(CHECKPOINT_PREFIX):])] = meta
     return found

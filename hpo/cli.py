@@ -481,6 +481,122 @@ def export(
     stderr.print(f"Wrote {len(loaded.trials)} trial(s) of {loaded.study_name} to {output}.")
 
 
+class State(str, Enum):
+    complete = "complete"
+    pruned = "pruned"
+    fail = "fail"
+    running = "running"
+    waiting = "waiting"
+
+
+@app.command()
+@_user_errors
+def trials(
+    study: StoredStudyArg,
+    storage: StorageOpt = None,
+    state: Annotated[list[State] | None, typer.Option(
+        "--state", help="Only trials in this state (repeatable)", show_default=False)] = None,
+    top: Annotated[int | None, typer.Option(
+        min=1, help="Only the K best trials by value", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout")] = False,
+) -> None:
+    """List trials: number, state, value, params, duration and epochs."""
+    import optuna
+
+    from hpo import results, study_store
+
+    loaded = study_store.load(_open(storage), study)
+    chosen = loaded.get_trials(deepcopy=False)
+    if state:
+        wanted = {s.value.upper() for s in state}
+        chosen = [t for t in chosen if t.state.name in wanted]
+    if top:
+        maximize = loaded.direction == optuna.study.StudyDirection.MAXIMIZE
+        chosen = sorted((t for t in chosen if t.value is not None), key=lambda t: t.value,
+                        reverse=maximize)[:top]
+    records = [results.trial_record(t) for t in chosen]
+    if as_json:
+        sys.stdout.write(json.dumps(records, default=str) + "\n")
+        return
+    table = Table(title=f"Trials of {loaded.study_name}", title_justify="left")
+    for column in ("#", "state", "value", "epochs", "duration", "params"):
+        table.add_column(column, justify="right" if column in ("#", "value", "epochs",
+                                                                "duration") else "left")
+    for record in records:
+        params = ", ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
+        duration = record["duration_s"]
+        table.add_row(
+            str(record["number"]), record["state"].lower(),
+            f"{record['value']:.4f}" if record["value"] is not None else "-",
+            str(record["user_attrs"].get("epochs_run", "-")),
+            f"{duration:.1f} s" if duration is not None else "-", params)
+    stdout.print(table)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    study: StoredStudyArg,
+    trial: Annotated[int | None, typer.Option(
+        "--trial", min=0, help="Trial number [default: the best trial]", show_default=False)
+    ] = None,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+    retrain: Annotated[bool, typer.Option(
+        "--retrain", help="Train the trial's params again instead of loading its checkpoint")
+    ] = False,
+    again: Annotated[bool, typer.Option(
+        "--again", help="Measure again even if this trial's test accuracy is recorded")] = False,
+    device: Annotated[str | None, typer.Option(
+        help="cpu or cuda [default: cuda when available]", show_default=False)] = None,
+) -> None:
+    """Measure the best (or given) trial's test-set accuracy once, and record it on the study."""
+    from hpo import study_store
+    from hpo.evaluate import evaluate as run_evaluation
+
+    _setup_logging()
+    loaded = study_store.load(_open(storage), study)
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = run_evaluation(loaded, trial_number=trial, data_dir=settings.resolve_data_dir(data_dir),
+                            artifact_dir=settings.resolve_artifact_dir(), device=device,
+                            retrain=retrain, again=again)
+    metric = loaded.user_attrs.get("metric", "value")
+    stdout.print(f"Test accuracy of trial {result.trial} of {loaded.study_name}: "
+                 f"{result.test_accuracy:.4f} ({result.test_accuracy:.2%}) on {result.images} "
+                 f"test images; its {metric} was {result.val_value:.4f}.")
+    if result.recorded_before:
+        stdout.print(f"(Recorded on {result.measured_at}; pass --again to measure again.)")
+    else:
+        stdout.print(f"Recorded on the study (from its {result.source} model).")
+
+
+@app.command()
+@_user_errors
+def report(
+    study: StoredStudyArg,
+    storage: StorageOpt = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for the PNGs and summary.md [default: reports/STUDY]",
+        show_default=False)] = None,
+) -> None:
+    """Write the study's plots (PNG) and a Markdown summary that links them."""
+    from hpo import study_store
+    from hpo.report import write_report
+
+    loaded = study_store.load(_open(storage), study)
+    folder = output or Path("reports") / loaded.study_name
+    pngs, summary = write_report(loaded, folder)
+    for path in [*pngs, summary]:
+        stdout.print(str(path))
+
+
 # -- dashboard ----------------------------------------------------------------------------
 
 

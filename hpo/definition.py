@@ -40,8 +40,10 @@ class StudyDefinition:
     search_space: Mapping[str, BaseDistribution]
     # Rebuilds the trained network from a trial's params, to evaluate a checkpoint.
     build_model: Callable[[Mapping[str, Any]], torch.nn.Module]
-    # Per-batch input transform on the device (resize, normalize), if the data needs one.
-    input_transform: Callable[[Mapping[str, Any]], Callable[[torch.Tensor], torch.Tensor]] | None = None
+    # Per-batch input transform on the device (resize, normalize) for a trial's params and the
+    # study's options, if the data needs one; used to evaluate a checkpoint on the test set.
+    input_transform: Callable[[Mapping[str, Any], Mapping[str, Any]],
+                              Callable[[torch.Tensor], torch.Tensor]] | None = None
     metric_name: str = "val_accuracy"
     direction: str = "maximize"
     epochs: int = 10

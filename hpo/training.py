@@ -64,18 +64,18 @@ def make_adam(params: list[torch.Tensor], *, lr: float, weight_decay: float) -> 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
              transform: Transform | None = None, mixed_precision: bool = True,
-             channels_last: bool = False) -> float:
+             channels_last: bool = False, batch_size: int = EVAL_BATCH_SIZE) -> float:
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=x.device)
-    for start in range(0, len(x), EVAL_BATCH_SIZE):
-        batch = x[start:start + EVAL_BATCH_SIZE]
+    for start in range(0, len(x), batch_size):
+        batch = x[start:start + batch_size]
         if transform is not None:
             batch = transform(batch)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with _autocast(x.device, mixed_precision):
             logits = model(batch)
-        correct += (logits.argmax(dim=1) == y[start:start + EVAL_BATCH_SIZE]).sum()
+        correct += (logits.argmax(dim=1) == y[start:start + batch_size]).sum()
     return correct.item() / max(len(x), 1)
 
 
@@ -101,6 +101,9 @@ def fit(model: nn.Module, splits: Splits, *, epochs: int, lr: float, batch_size:
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(splits.train_x)
     n_batches = math.ceil(n / batch_size)
+    # Without gradients a few times the training batch fits; a fixed 2048 would not for
+    # VGG-16 at 224 px on a small GPU.
+    eval_batch_size = min(EVAL_BATCH_SIZE, 4 * batch_size)
 
     val_accuracy, seconds = 0.0, 0.0
     for epoch in range(1, epochs + 1):
@@ -125,7 +128,8 @@ def fit(model: nn.Module, splits: Splits, *, epochs: int, lr: float, batch_size:
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"the training loss became {mean_loss} in epoch {epoch}")
         val_accuracy = accuracy(model, splits.val_x, splits.val_y, transform=transform,
-                                mixed_precision=mixed_precision, channels_last=channels_last)
+                                mixed_precision=mixed_precision, channels_last=channels_last,
+                                batch_size=eval_batch_size)
         seconds = time.perf_counter() - started
         if on_epoch is not None:
             on_epoch(epoch, val_accuracy, seconds)

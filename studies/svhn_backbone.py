@@ -92,12 +92,12 @@ def build_model(params: Mapping[str, Any]):
     return backbones.build(params["backbone"], weights="none")
 
 
-def input_transform(params: Mapping[str, Any], weights: str = "imagenet"):
+def input_transform(params: Mapping[str, Any], options: Mapping[str, Any]):
     from hpo import backbones
     from hpo.data.svhn import batch_transform
 
     p = resolved(params)
-    used = "none" if p["backbone"] == "lenet5" else weights
+    used = "none" if p["backbone"] == "lenet5" else options.get("weights", "imagenet")
     return batch_transform(p["input_size"], *backbones.mean_std(used))
 
 
@@ -147,8 +147,8 @@ SEED_PRESET = StudyDefinition(
     objective=seed_objective,
     search_space={"backbone": CategoricalDistribution(SEED_BACKBONES)},
     build_model=build_model,
-    input_transform=lambda params, weights="imagenet": input_transform(
-        {**params, "finetune": "head", "input_size": 224}, weights),
+    input_transform=lambda params, options: input_transform(
+        {**params, "finetune": "head", "input_size": 224}, {"weights": "imagenet"}),
     epochs=5,
     trials=5,
     sampler="grid",

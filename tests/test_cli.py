@@ -15,7 +15,8 @@ from tests.helpers import make_request, run_inline
 
 runner = CliRunner()
 
-COMMANDS = ["launch", "worker", "studies", "status", "best", "export", "dashboard"]
+COMMANDS = ["launch", "worker", "studies", "status", "best", "export", "dashboard", "trials",
+            "evaluate", "report"]
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):

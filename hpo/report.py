@@ -1,0 +1,145 @@
+"""``hpo report``: the study's plots as PNG files and a Markdown summary that links them.
+
+Plots come from Optuna's matplotlib backend, which needs no browser. The summary gives the best
+params, trials by state, the time spent and what pruning saved: the epochs trials actually ran
+against the epochs the same trials would have run without pruning.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo import results, study_store
+from hpo.errors import HpoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PruningSavings:
+    epochs_run: int
+    epochs_without_pruning: int
+
+    @property
+    def saved_fraction(self) -> float:
+        if not self.epochs_without_pruning:
+            return 0.0
+        return 1 - self.epochs_run / self.epochs_without_pruning
+
+
+def pruning_savings(study: optuna.Study, epochs: int) -> PruningSavings:
+    """Epochs of COMPLETE and PRUNED trials, against ``epochs`` each had none been pruned."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    ran = sum(t.user_attrs.get("epochs_run", len(t.intermediate_values)) for t in trials)
+    return PruningSavings(ran, len(trials) * epochs)
+
+
+def _plots() -> dict[str, Callable[[optuna.Study], Any]]:
+    from optuna.visualization import matplotlib as plots
+
+    return {
+        "optimization_history": plots.plot_optimization_history,
+        "intermediate_values": plots.plot_intermediate_values,
+        "param_importances": plots.plot_param_importances,
+        "parallel_coordinate": plots.plot_parallel_coordinate,
+    }
+
+
+def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
+    """Write the PNG plots and summary.md into ``output``. Returns (pngs, summary)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise HpoError(f"Study '{study.study_name}' has no completed trial yet, so there is "
+                       "nothing to plot: run some trials first.")
+    output.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    skipped: dict[str, str] = {}
+    for name, plot in _plots().items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the matplotlib backend is "experimental"
+                axes = plot(study)
+            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+            figure.set_size_inches(9, 5.5)
+            figure.tight_layout()
+            path = output / f"{name}.png"
+            figure.savefig(path, dpi=110)
+            plt.close(figure)
+            written.append(path)
+        except (ValueError, RuntimeError, ZeroDivisionError) as error:
+            # e.g. importances need two or more completed trials with varying params
+            skipped[name] = str(error).strip().splitlines()[0] if str(error).strip() else \
+                type(error).__name__
+            plt.close("all")
+    summary = output / "summary.md"
+    summary.write_text(_summary(study, written, skipped))
+    return written, summary
+
+
+def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> str:
+    attrs = study.user_attrs
+    metric = attrs.get("metric", "value")
+    epochs = study_store.launch_config(study).get("epochs")
+    summary = results.summarize(study)
+    best = results.best_trial(study)
+    trials = study.get_trials(deepcopy=False)
+    durations = [t.duration.total_seconds() for t in trials if t.duration is not None]
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+
+    lines = [
+        f"# Study {study.study_name}",
+        "",
+        f"Definition `{attrs.get('definition', '-')}` on {attrs.get('dataset', '-')}, "
+        f"{study.direction.name.lower()} {metric}; hpo {attrs.get('hpo_version', '-')}.",
+        "",
+        "## Best trial",
+        "",
+        f"Trial {best.number}: {metric} **{best.value:.4f}**",
+        "",
+        "| param | value |",
+        "|---|---|",
+        *[f"| {name} | {value} |" for name, value in best.params.items()],
+        "",
+    ]
+    test = attrs.get("test_accuracy")
+    if test:
+        lines += [f"Test accuracy (trial {test['trial']}, measured once by `hpo evaluate`): "
+                  f"**{test['value']:.4f}** on {test['images']} images.", ""]
+    lines += [
+        "## Trials",
+        "",
+        "| state | trials |",
+        "|---|---|",
+        *[f"| {state.lower()} | {count} |" for state, count in summary.counts.items() if count],
+        "",
+        f"Time spent: {sum(durations) / 3600:.2f} trial-hours over {wall / 3600:.2f} hours of "
+        "wall-clock time.",
+        "",
+    ]
+    if epochs:
+        saved = pruning_savings(study, int(epochs))
+        lines += [
+            f"Pruning: trials ran {saved.epochs_run} epochs; without pruning the same trials "
+            f"would have run {saved.epochs_without_pruning} ({epochs} each), so pruning saved "
+            f"{saved.saved_fraction:.0%} of the training compute.",
+            "",
+        ]
+    lines += ["## Plots", ""]
+    lines += [f"![{png.stem.replace('_', ' ')}]({png.name})" for png in pngs]
+    lines += [f"- {name.replace('_', ' ')}: not drawn ({why})" for name, why in skipped.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,136 @@
+"""optuna-dashboard, served by ``hpo dashboard`` and read in a real headless Chromium."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import socket
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+from typer.testing import CliRunner
+
+from hpo.cli import app
+from hpo.dashboard import create_server
+from tests.helpers import hpo_process, make_request, run_inline, wait_for
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+runner = CliRunner()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def responds(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def mixed_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, optuna.Study]:
+    """A study with complete trials from real workers, plus a pruned and a failed one."""
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    study = run_inline(make_request(url, trials=2, epochs=2, data_dir=str(mnist_dir)))
+    distributions = study.trials[0].distributions
+    params = dict(study.trials[0].params)
+    study.add_trial(create_trial(state=TrialState.PRUNED, params=params,
+                                 distributions=distributions, intermediate_values={1: 0.11}))
+    study.add_trial(create_trial(state=TrialState.FAIL, params=params,
+                                 distributions=distributions,
+                                 user_attrs={"fail_reason": "RuntimeError: test"}))
+    return url, study
+
+
+@pytest.mark.browser
+def test_dashboard_in_a_real_browser(mixed_study, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    url, study = mixed_study
+    port = free_port()
+    server = hpo_process("dashboard", "--storage", url, "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: responds(f"{base}/dashboard"), timeout=60, what="the dashboard")
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/dashboard")
+            page.get_by_text("mnist-mlp").first.wait_for(timeout=30_000)
+
+            study_id = study._study_id
+            page.goto(f"{base}/dashboard/studies/{study_id}")
+            best = max((t for t in study.trials if t.state == TrialState.COMPLETE),
+                       key=lambda t: t.value)
+            page.get_by_text(f"Best Trial (number={best.number})").wait_for(timeout=30_000)
+            assert str(best.value) in page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "study.png"), full_page=True)
+
+            page.goto(f"{base}/dashboard/studies/{study_id}/trials")
+            page.get_by_text("Trial 3", exact=True).first.wait_for(timeout=30_000)
+            shown = set(re.findall(r"\bTrial (\d+)\b", page.inner_text("body")))
+            assert shown == {str(t.number) for t in study.trials}  # 4: complete, pruned, fail
+
+            # A trial finished while the page is open appears without a restart or reload.
+            study.add_trial(create_trial(value=0.5, params=best.params,
+                                         distributions=best.distributions))
+            page.get_by_text("Trial 4", exact=True).first.wait_for(timeout=60_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-trials.png"), full_page=True)
+            shutil.copy(tmp_path / "study.png", ARTIFACTS / "dashboard-study.png")
+            browser.close()
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def test_port_in_use_is_a_clear_error(sqlite_url: str, mixed_study) -> None:
+    url, _ = mixed_study
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["dashboard", "--storage", url, "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
+
+
+def test_binding_beyond_loopback_warns(mixed_study, caplog: pytest.LogCaptureFixture) -> None:
+    url, _ = mixed_study
+    with caplog.at_level(logging.WARNING):
+        server = create_server(url, host="0.0.0.0", port=free_port())
+    server.server_close()
+    assert "no authentication" in caplog.text and "can delete studies" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        create_server(url, port=free_port()).server_close()
+    assert "no authentication" not in caplog.text
+
+
+def test_dashboard_on_missing_database(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["dashboard", "--storage", f"sqlite:///{tmp_path / 'no.db'}"])
+    assert result.exit_code == 1 and "There is no hpo database" in result.stderr
+
+
+@pytest.mark.slow
+def test_launch_with_dashboard_prints_its_url(tmp_path: Path, mnist_dir: Path) -> None:
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    result = runner.invoke(app, ["launch", "mnist-mlp", "--trials", "1", "--epochs", "1",
+                                 "--storage", url, "--data-dir", str(mnist_dir), "--dashboard",
+                                 "--dashboard-port", str(port)])
+    assert result.exit_code == 0, result.stderr
+    assert f"Dashboard: http://127.0.0.1:{port}/" in result.stderr
+    assert responds(f"http://127.0.0.1:{port}/dashboard")  # still served from this process

@@ -30,17 +30,17 @@ depend on weight values.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks._svhn_common import (
+    autocast, choose_weights, device_line, locate_svhn, make_parser, parse_args, precision,
+    prepare, subset, timed, train_mat,
+)
 from hpo import backbones
 from hpo.data import svhn
 from hpo.training import make_adam
@@ -59,28 +59,17 @@ def epoch_images() -> int:
 
 def load_images(data_dir: Path, scratch: Path, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """``n`` SVHN training images (uint8) and labels on the CPU, and a line saying which."""
-    real = svhn.folder(data_dir) / "train_32x32.mat"
-    if real.exists():
-        images, labels = svhn.read_mat(real)
-        generator = torch.Generator().manual_seed(svhn.SUBSET_SEED)
-        index = torch.randperm(len(images), generator=generator)[:n]
-        return images[index], labels[index], f"SVHN from {real}"
-    from tests.helpers import write_svhn
-
-    root = write_svhn(scratch, n_train=n, n_test=10)
-    images, labels = svhn.read_mat(svhn.folder(root) / "train_32x32.mat")
-    return images, labels, (f"generated SVHN-format train_32x32.mat ({n} class-conditional "
-                            f"images) in a temporary folder; no {real}")
+    root, real, source = locate_svhn(data_dir, scratch, n)
+    images, labels = svhn.read_mat(train_mat(root))
+    if real:  # a generated file holds just the ``n`` images
+        index = subset(len(images), n)
+        images, labels = images[index], labels[index]
+    return images, labels, source
 
 
-def choose_weights(name: str) -> tuple[str, bool]:
-    """("imagenet" or "none", whether ImageNet weights exist for it but are not on disk)."""
-    spec = backbones.BACKBONES[name]
-    if spec.weights is None:
-        return "none", False
-    if backbones.weights_path(spec).exists():
-        return "imagenet", False
-    return "none", True
+def weights_missing(name: str) -> bool:
+    """Whether ImageNet weights exist for ``name`` but are not on disk."""
+    return backbones.BACKBONES[name].weights is not None and choose_weights(name)[0] == "none"
 
 
 def input_size(name: str, requested: int) -> int:
@@ -88,24 +77,6 @@ def input_size(name: str, requested: int) -> int:
     if name == "lenet5":
         return 32
     return max(requested, spec.min_input_size)
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def prepare(model: nn.Module, device: torch.device) -> nn.Module:
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    return model
 
 
 def full_step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -132,12 +103,8 @@ def images_per_second(step, batches: list[tuple[torch.Tensor, torch.Tensor]], tr
             step(x, y)
 
     run(batches[:WARMUP_BATCHES])
-    sync(device)
-    started = time.perf_counter()
-    run(batches[WARMUP_BATCHES:])
-    sync(device)
-    timed = sum(len(x) for x, _ in batches[WARMUP_BATCHES:])
-    return timed / (time.perf_counter() - started)
+    _, seconds = timed(lambda: run(batches[WARMUP_BATCHES:]), device)
+    return sum(len(x) for x, _ in batches[WARMUP_BATCHES:]) / seconds
 
 
 def measure(name: str, size: int, batches, device: torch.device) -> dict:
@@ -161,19 +128,13 @@ def measure(name: str, size: int, batches, device: torch.device) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser = make_parser(__doc__)
     parser.add_argument("--input-size", type=int, default=64,
                         help="input size of all but lenet5 (32); 224 is the seed's")
     parser.add_argument("--backbones", nargs="+", default=NAMES, choices=NAMES)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=3, help="timed batches, after 1 warm-up")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_args(parser)
 
     n = args.batch_size * (WARMUP_BATCHES + args.batches)
     with tempfile.TemporaryDirectory() as scratch:
@@ -181,16 +142,14 @@ def main() -> None:
     images, labels = images.to(device), labels.to(device)
     batches = [(images[i:i + args.batch_size], labels[i:i + args.batch_size])
                for i in range(0, n, args.batch_size)]
-    missing = [name for name in args.backbones if choose_weights(name)[1]]
+    missing = [name for name in args.backbones if weights_missing(name)]
     per_epoch = epoch_images()
-    precision = "bf16 autocast + channels_last" if device.type == "cuda" else "fp32"
     print(f"data: {source}")
     print("weights: " + (f"random init (--weights none) for {', '.join(missing)}: ImageNet "
                          f"weights not in {torch.hub.get_dir()}/checkpoints; timings do not "
                          "depend on weight values" if missing else "ImageNet where it has them")
           + "; lenet5 always trains from scratch")
-    print(f"device: {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"load average {os.getloadavg()[0]:.1f}), {precision}; batch {args.batch_size}, "
+    print(f"{device_line(device)}, {precision(device)}; batch {args.batch_size}, "
           f"{WARMUP_BATCHES} warm-up + {args.batches} "
           f"timed batches; s/epoch for {per_epoch} training images (25% subset, 75% of it)")
     print()

@@ -30,15 +30,15 @@ depend on weight values.
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from benchmarks._svhn_common import (
+    choose_weights, device_line, locate_svhn, make_parser, parse_args, prepare, timed, train_mat,
+)
 from hpo import backbones
 from hpo.data import Splits, fingerprint, svhn
 from hpo.features import FeatureCache, extract
@@ -49,30 +49,15 @@ BATCH_SIZE = 64
 LR = 1e-3
 
 
-def locate_svhn(data_dir: Path, scratch: Path, n_images: int) -> tuple[Path, float, str]:
-    """(data dir holding SVHN/train_32x32.mat, the subset fraction giving ``n_images``, a line
-    saying which data it is)."""
-    real = svhn.folder(data_dir) / "train_32x32.mat"
-    if real.exists():
-        import scipy.io
+def subset_fraction(root: Path, real: bool, n_images: int) -> float:
+    """The subset fraction giving ``n_images`` of the training file (all of a generated one)."""
+    if not real:
+        return 1.0
+    import scipy.io
 
-        # X's shape from the header (32, 32, 3, N), without loading the images
-        shapes = {name: shape for name, shape, _ in scipy.io.whosmat(str(real))}
-        return data_dir, n_images / shapes["X"][-1], f"SVHN from {real}"
-    from tests.helpers import write_svhn
-
-    root = write_svhn(scratch, n_train=n_images, n_test=10)
-    return (root, 1.0, f"generated SVHN-format train_32x32.mat ({n_images} class-conditional "
-                       f"images) in a temporary folder; no {real}")
-
-
-def choose_weights(name: str) -> tuple[str, str]:
-    """("imagenet" or "none", a line saying which and why)."""
-    path = backbones.weights_path(backbones.BACKBONES[name])
-    if path.exists():
-        return "imagenet", f"{name}: ImageNet weights from {path}"
-    return "none", (f"{name}: random init (--weights none), ImageNet weights not at {path}; "
-                    "timings do not depend on weight values")
+    # X's shape from the header (32, 32, 3, N), without loading the images
+    shapes = {name: shape for name, shape, _ in scipy.io.whosmat(str(train_mat(root)))}
+    return n_images / shapes["X"][-1]
 
 
 class FrozenBackbone(nn.Module):
@@ -93,20 +78,6 @@ class FrozenBackbone(nn.Module):
 def new_head(in_features: int, device: torch.device) -> nn.Linear:
     torch.manual_seed(0)  # the same head in both arms
     return nn.Linear(in_features, 10).to(device)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(function, device: torch.device):
-    """(result of ``function()``, its wall-clock seconds)."""
-    sync(device)
-    started = time.perf_counter()
-    result = function()
-    sync(device)
-    return result, time.perf_counter() - started
 
 
 def cache_key(root: Path, subset: float, weights: str, input_size: int) -> dict:
@@ -147,35 +118,26 @@ def train_through_backbone(extractor: nn.Module, splits: Splits, transform, epoc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser = make_parser(__doc__)
     parser.add_argument("--images", type=int, default=512,
                         help="subset size, split 75%% train / 25%% validation")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_args(parser)
 
     with tempfile.TemporaryDirectory() as scratch:
-        root, subset, source = locate_svhn(args.data_dir, Path(scratch) / "data", args.images)
+        root, real, source = locate_svhn(args.data_dir, Path(scratch) / "data", args.images)
+        subset = subset_fraction(root, real, args.images)
         splits = svhn.load_splits(root, synthetic=False, device=device, subset=subset)
         weights, weights_line = choose_weights(BACKBONE)
         transform = svhn.batch_transform(args.input_size, *backbones.mean_std(weights))
         torch.manual_seed(0)
         extractor = backbones.feature_extractor(backbones.build(BACKBONE, weights=weights))
-        extractor.to(device).eval()
-        if device.type == "cuda":
-            extractor.to(memory_format=torch.channels_last)
+        prepare(extractor, device).eval()
         print(f"data: {source}")
         print(f"model: {weights_line}; head only, backbone frozen in eval mode")
-        print(f"device: {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU "
-              f"threads, load average {os.getloadavg()[0]:.1f}); {len(splits.train_x)} train + "
-              f"{len(splits.val_x)} validation images, "
-              f"{args.input_size} px, batch {BATCH_SIZE}, {args.epochs} epochs")
+        print(f"{device_line(device)}; {len(splits.train_x)} train + {len(splits.val_x)} "
+              f"validation images, {args.input_size} px, batch {BATCH_SIZE}, {args.epochs} epochs")
 
         def compute() -> Splits:  # what frozen_features computes on a cache miss
             return Splits(extract(extractor, splits.train_x, transform), splits.train_y,

@@ -31,13 +31,9 @@ they are in the torch hub cache, else random ones: the timings do not depend on 
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import itertools
 import math
-import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +45,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from benchmarks._svhn_common import (
+    autocast, choose_weights, device_line, locate_svhn, make_parser, parse_args, precision,
+    prepare, subset, timed, train_mat,
+)
 from hpo import backbones
 from hpo.data import svhn
 from hpo.training import make_adam
@@ -62,25 +62,6 @@ SEED_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the seed's Normalize, used
 
 
 # --- Data ------------------------------------------------------------------------------------
-
-def locate_svhn(data_dir: Path, scratch: Path, n_images: int) -> tuple[Path, bool, str]:
-    """(folder holding train_32x32.mat, whether it is real SVHN, a line saying which)."""
-    real = svhn.folder(data_dir) / "train_32x32.mat"
-    if real.exists():
-        return svhn.folder(data_dir), True, f"SVHN from {real}"
-    from tests.helpers import write_svhn
-
-    root = write_svhn(scratch, n_train=n_images, n_test=10)
-    return (svhn.folder(root), False,
-            f"generated SVHN-format train_32x32.mat ({n_images} class-conditional images) in a "
-            f"temporary folder; no {real}")
-
-
-def subset(n_total: int, n_images: int) -> torch.Tensor:
-    """A fixed random choice of ``n_images`` training images, the same for both paths."""
-    order = torch.randperm(n_total, generator=torch.Generator().manual_seed(svhn.SUBSET_SEED))
-    return order[:n_images]
-
 
 class SeedSVHN(Dataset):
     """torchvision.datasets.SVHN without its MD5 check, which refuses generated files: the same
@@ -102,17 +83,18 @@ class SeedSVHN(Dataset):
         return len(self.data)
 
 
-def seed_dataset(folder: Path, real: bool, index: torch.Tensor) -> tuple[Dataset, str]:
+def seed_dataset(root: Path, real: bool, index: torch.Tensor) -> tuple[Dataset, str]:
     """The seed's dataset over the chosen images: torchvision's SVHN for the genuine file."""
     transform = transforms.Compose([
         transforms.Resize((INPUT_SIZE, INPUT_SIZE)), transforms.ToTensor(),
         transforms.Normalize(*SEED_MEAN_STD),
     ])
-    mat_file = folder / "train_32x32.mat"
+    mat_file = train_mat(root)
     from torchvision.datasets import SVHN
 
     if real and svhn.md5sum(mat_file) == SVHN.split_list["train"][2]:
-        dataset, which = SVHN(str(folder), split="train", transform=transform), "torchvision SVHN"
+        dataset = SVHN(str(svhn.folder(root)), split="train", transform=transform)
+        which = "torchvision SVHN"
     else:
         dataset, which = SeedSVHN(mat_file, transform), ("torchvision SVHN's loading and "
                                                          "__getitem__ code, without its MD5 check")
@@ -121,35 +103,12 @@ def seed_dataset(folder: Path, real: bool, index: torch.Tensor) -> tuple[Dataset
 
 # --- Model -----------------------------------------------------------------------------------
 
-def choose_weights(name: str) -> tuple[str, str]:
-    """("imagenet" or "none", a line saying which and why)."""
-    spec = backbones.BACKBONES[name]
-    if spec.weights is None:
-        return "none", f"{name}: random init (it has no ImageNet weights)"
-    path = backbones.weights_path(spec)
-    if path.exists():
-        return "imagenet", f"{name}: ImageNet weights from {path}"
-    return "none", (f"{name}: random init (--weights none), ImageNet weights not at {path}; "
-                    "timings do not depend on weight values")
-
-
 def fresh_head(model: nn.Module) -> nn.Module:
     """Put a new 10-class head on ``model`` (same init every call) and freeze the rest."""
     torch.manual_seed(0)
     backbones.set_head(model, nn.Linear(backbones.head_of(model).in_features, 10))
     backbones.freeze_all_but_head(model)
     return model
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -182,22 +141,21 @@ def timed_epoch(model: nn.Module, optimizer, batches, warmup, device: torch.devi
     """Seconds for one training epoch over ``batches()``, after ``warmup`` steps."""
     for x, y in itertools.islice(warmup(), WARMUP_BATCHES):
         step(model, optimizer, x, y)
-    sync(device)
-    started = time.perf_counter()
-    for x, y in batches():
-        step(model, optimizer, x, y)
-    sync(device)
-    return time.perf_counter() - started
+
+    def epoch() -> None:
+        for x, y in batches():
+            step(model, optimizer, x, y)
+
+    return timed(epoch, device)[1]
 
 
 def timed_inputs(batches, device: torch.device) -> float:
     """Seconds to produce one epoch of input batches on the device, with no model."""
-    sync(device)
-    started = time.perf_counter()
-    for x, y in batches():
-        pass
-    sync(device)
-    return time.perf_counter() - started
+    def epoch() -> None:
+        for x, y in batches():
+            pass
+
+    return timed(epoch, device)[1]
 
 
 def input_difference(images: torch.Tensor, transform, dataset: Dataset, n: int = 8) -> float:
@@ -208,27 +166,19 @@ def input_difference(images: torch.Tensor, transform, dataset: Dataset, n: int =
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser = make_parser(__doc__)
     parser.add_argument("--images", type=int, default=512, help="training images in the epoch")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_args(parser)
 
     with tempfile.TemporaryDirectory() as scratch:
-        folder, real, source = locate_svhn(args.data_dir, Path(scratch), args.images)
-        all_images, all_labels = svhn.read_mat(folder / "train_32x32.mat")
-        index = subset(len(all_images), args.images)
+        root, real, source = locate_svhn(args.data_dir, Path(scratch), args.images)
+        all_images, all_labels = svhn.read_mat(train_mat(root))
+        index = subset(len(all_images), args.images)  # the same images for both paths
         images, labels = all_images[index].to(device), all_labels[index].to(device)
-        dataset, seed_which = seed_dataset(folder, real, index)
+        dataset, seed_which = seed_dataset(root, real, index)
 
         weights, weights_line = choose_weights(BACKBONE)
-        model = backbones.build(BACKBONE, weights=weights).to(device).eval()  # BN frozen
-        if device.type == "cuda":
-            model.to(memory_format=torch.channels_last)
+        model = prepare(backbones.build(BACKBONE, weights=weights), device).eval()  # BN frozen
         transform = svhn.batch_transform(INPUT_SIZE, *SEED_MEAN_STD)
         loader = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
         generator = torch.Generator(device=device).manual_seed(0)
@@ -239,13 +189,10 @@ def main() -> None:
         def theirs():
             return seed_batches(loader, device)
 
-        precision = "bf16 autocast + channels_last" if device.type == "cuda" else "fp32"
         print(f"data: {source}")
         print(f"model: {weights_line}; head only, backbone frozen in eval mode")
-        print(f"device: {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU "
-              f"threads, load average {os.getloadavg()[0]:.1f}); {len(images)} training images, "
-              f"batch {BATCH_SIZE}, {INPUT_SIZE} px, "
-              f"{precision}; seed path: {seed_which}")
+        print(f"{device_line(device)}; {len(images)} training images, batch {BATCH_SIZE}, "
+              f"{INPUT_SIZE} px, {precision(device)}; seed path: {seed_which}")
         difference = input_difference(images, transform, dataset)
         print(f"inputs: max |hpo - seed| = {difference:.4f} (normalized units, 8 images; "
               "PIL rounds the resized image to uint8, hpo does not)")

@@ -291,8 +291,11 @@ def launch(
     from hpo.launcher import LaunchRequest
 
     definition = studies.get(study)
-    if sampler == Sampler.grid and definition.grid is None:
+    chosen_sampler = sampler.value if sampler else definition.sampler
+    if chosen_sampler == "grid" and definition.grid is None:
         raise HpoError(f"Study {definition.name} has no grid: use --sampler tpe or random.")
+    # A grid search defaults to the whole grid; anything else to the definition's budget.
+    default_trials = definition.grid_size if chosen_sampler == "grid" else definition.trials
     options = _study_options(definition, {"subset": subset, "weights": weights})
     request = LaunchRequest(
         definition_name=definition.name,
@@ -300,10 +303,9 @@ def launch(
         storage_url=settings.resolve_storage_url(storage),
         slots=plan_workers(gpus=gpus, workers=workers, workers_per_gpu=workers_per_gpu,
                            threads=threads),
-        trials=trials or (definition.grid_size if (sampler or Sampler(definition.sampler))
-                          == Sampler.grid and definition.grid_size else definition.trials),
-        sampler=(sampler or Sampler(definition.sampler)).value,
-        pruner=(pruner or Pruner(definition.pruner)).value,
+        trials=trials or default_trials,
+        sampler=chosen_sampler,
+        pruner=pruner.value if pruner else definition.pruner,
         epochs=epochs or definition.epochs,
         seed=seed if seed is not None else secrets.randbelow(2**31),
         synthetic=synthetic,

@@ -47,6 +47,8 @@ def test_every_command_works_on_postgres(postgres_url: str, mnist_dir: Path,
     assert result.exit_code == 0, result.stderr
     assert counted_finished(trials_of(postgres_url, "mnist-mlp")) == 5
     for args in (["status"], ["best", "mnist-mlp", "--json"], ["export", "mnist-mlp"],
+                 ["trials", "mnist-mlp"], ["report", "mnist-mlp", "-o", str(tmp_path / "r")],
+                 ["evaluate", "mnist-mlp", "--data-dir", str(mnist_dir)],
                  ["launch", "mnist-mlp", "--dry-run"]):
         result = runner.invoke(app, [*args, *common])
         outputs.append(result)
@@ -54,6 +56,13 @@ def test_every_command_works_on_postgres(postgres_url: str, mnist_dir: Path,
     for result in outputs:
         assert PASSWORD not in result.stdout + result.stderr
     assert "hpo:***@127.0.0.1" in outputs[-1].stdout
+    assert (tmp_path / "r" / "summary.md").exists()
+
+    from hpo.dashboard import start_in_background
+    from tests.test_dashboard import free_port, responds
+
+    dashboard = start_in_background(postgres_url, port=free_port())
+    assert responds(f"{dashboard}api/studies")
 
 
 def test_workers_keep_their_connection_pools_small(postgres_url: str) -> None:

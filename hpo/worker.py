@@ -205,7 +205,6 @@ class Worker:
 
             self.checkpoints = CheckpointKeeper(self.study, config.artifact_dir,
                                                 keep=config.keep_checkpoints)
-        self.trials_run = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -308,7 +307,6 @@ class Worker:
             self._tell(trial, state, value, reason)
         except UpdateFinishedTrialError:
             return self._abandoned(number)
-        self.trials_run += 1
         self.events.emit("trial_finished", trial=number, state=state.name, value=value,
                          reason=reason)
         if state == TrialState.FAIL:

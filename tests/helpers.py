@@ -29,6 +29,15 @@ def write_mnist(root: Path, *, n_train: int = 1000, n_test: int = 200) -> Path:
     return root
 
 
+def copy_of_mnist(source: Path, target: Path) -> Path:
+    """A copy of MNIST's raw folder under ``target`` that a test may break; returns it."""
+    raw = target / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for file in (source / "MNIST" / "raw").iterdir():
+        raw.joinpath(file.name).write_bytes(file.read_bytes())
+    return raw
+
+
 def make_request(storage_url: str, definition: str = "mnist-mlp", **overrides: Any):
     """A LaunchRequest with small, fast settings; override any field."""
     from hpo.devices import WorkerSlot

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from tests.helpers import make_request, run_inline
+from tests.helpers import copy_of_mnist, make_request, run_inline
 
 runner = CliRunner()
 
@@ -110,10 +110,7 @@ def test_missing_mnist_without_network_says_where_files_go(tmp_path: Path) -> No
 
 def test_truncated_mnist_file_is_named(tmp_path: Path, mnist_dir: Path) -> None:
     broken = tmp_path / "broken"
-    raw = broken / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for file in (mnist_dir / "MNIST" / "raw").iterdir():
-        raw.joinpath(file.name).write_bytes(file.read_bytes())
+    raw = copy_of_mnist(mnist_dir, broken)
     images = raw / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:5000])
     db = tmp_path / "hpo.db"
@@ -125,10 +122,7 @@ def test_truncated_mnist_file_is_named(tmp_path: Path, mnist_dir: Path) -> None:
 
 def test_corrupt_mnist_header_is_named(tmp_path: Path, mnist_dir: Path) -> None:
     broken = tmp_path / "broken"
-    raw = broken / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for file in (mnist_dir / "MNIST" / "raw").iterdir():
-        raw.joinpath(file.name).write_bytes(file.read_bytes())
+    raw = copy_of_mnist(mnist_dir, broken)
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"<html>not found</html>")
     result = invoke("launch", "mnist-mlp", "--storage", f"sqlite:///{tmp_path / 'hpo.db'}",
                     "--data-dir", str(broken))

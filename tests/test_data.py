@@ -10,7 +10,7 @@ import torch
 
 from hpo.data import load_splits, load_test, mnist, split_indices
 from hpo.errors import HpoError
-from tests.helpers import write_idx
+from tests.helpers import copy_of_mnist, write_idx
 
 
 def test_idx_round_trip(tmp_path: Path) -> None:
@@ -36,10 +36,7 @@ def test_read_idx_refuses_extra_bytes(tmp_path: Path) -> None:
 
 
 def test_mismatched_files_are_refused(tmp_path: Path, mnist_dir: Path) -> None:
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for file in (mnist_dir / "MNIST" / "raw").iterdir():
-        raw.joinpath(file.name).write_bytes(file.read_bytes())
+    raw = copy_of_mnist(mnist_dir, tmp_path)
     write_idx(raw / "train-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
     with pytest.raises(HpoError, match="do not belong together"):
         mnist.prepare(tmp_path)

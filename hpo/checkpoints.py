@@ -80,7 +80,6 @@ class CheckpointKeeper:
             self.study._study_id, f"{CHECKPOINT_PREFIX}{trial.number}",
             {"artifact_id": artifact_id, "value": value, "file": name},
         )
-        trial.set_user_attr("checkpoint", name)
         log.info("Saved the checkpoint of trial %d (%s %.4f).", trial.number, metric, value)
         self._evict()
         return True

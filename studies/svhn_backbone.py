@@ -60,10 +60,10 @@ def train(run, *, backbone: str, finetune: str, input_size: int, lr: float,
             backbones.set_head(model, head)
             return model
 
-        run.set_checkpoint(full_model)
         value = run.fit(head, lr=lr, batch_size=batch_size, splits=features,
                         transform=lambda x: x.float())
-        run.set_checkpoint(full_model)  # fit() points the checkpoint at the bare head
+        # fit() points the checkpoint at the network it trained, here the bare head.
+        run.set_checkpoint(full_model)
         return value
     model = backbones.build(backbone, weights=weights)
     return run.fit(model, lr=lr, batch_size=batch_size, transform=transform, channels_last=True)

@@ -43,7 +43,7 @@ from benchmarks._svhn_common import (
 )
 from hpo import backbones
 from hpo.data import svhn
-from hpo.training import make_adam
+from hpo.training import make_optimizer
 
 NAMES = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet50", "resnet101"]
 SUBSET = 0.25
@@ -113,7 +113,7 @@ def measure(name: str, size: int, batches, device: torch.device) -> dict:
     transform = svhn.batch_transform(size, *backbones.mean_std(weights))
     torch.manual_seed(0)
     model = prepare(backbones.build(name, weights=weights), device).train()
-    optimizer = make_adam(list(model.parameters()), lr=LR, weight_decay=0.0)
+    optimizer = make_optimizer(list(model.parameters()), lr=LR, weight_decay=0.0)
     full = images_per_second(lambda x, y: full_step(model, optimizer, x, y), batches,
                              transform, device)
     parameters = sum(p.numel() for p in model.parameters())

@@ -8,7 +8,7 @@ first-use warm-up (allocator, kernels) in the figure:
 - seed:  torchvision MNIST with ToTensor + Normalize, random_split, a shuffling DataLoader, and
          .item() per validation batch, as in the report;
 - hpo:   hpo.training.fit: the split as one tensor on the device, batches by randperm index,
-         fused Adam, one host sync per epoch.
+         fused Adam(W), one host sync per epoch.
 
 Uses MNIST from --data-dir when it is there; otherwise writes MNIST-format files of the same
 size (class-conditional images) to a temporary folder, so it runs offline.
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, random_split
 
 from hpo.data import mnist
 from hpo.training import fit
-from studies.mnist_mlp import BASELINE, build_model
+from studies.mnist_mlp import build_seed_model
 
 
 def seed_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
@@ -44,7 +44,7 @@ def seed_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
     train_loader = DataLoader(dataset=train_part, batch_size=100, shuffle=True)
     val_loader = DataLoader(dataset=val_part, batch_size=100, shuffle=False)
     torch.manual_seed(0)
-    model = build_model(BASELINE)
+    model = build_seed_model({})
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -73,7 +73,7 @@ def hpo_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
     splits = mnist.load_splits(root, synthetic=False, device=torch.device("cpu"))
     torch.manual_seed(0)
     seconds: list[float] = []
-    result = fit(build_model(BASELINE), splits, epochs=epochs, lr=1e-3, batch_size=100,
+    result = fit(build_seed_model({}), splits, epochs=epochs, lr=1e-3, batch_size=100,
                  on_epoch=lambda epoch, accuracy, took: seconds.append(took))
     return seconds[-1], result.val_accuracy
 
@@ -102,7 +102,7 @@ def main() -> None:
           f"val_accuracy {seed_acc:.4f}")
     print(f"hpo loop (on-device tensors, fused Adam): {hpo_seconds:6.2f} s/epoch  "
           f"val_accuracy {hpo_acc:.4f}")
-    print(f"speed-up: {seed_seconds / hpo_seconds:.1f}x (target: at least 6x); "
+    print(f"speed-up: {seed_seconds / hpo_seconds:.1f}x (target: at least 10x); "
           "times are the second of two epochs, validation included")
 
 

@@ -51,7 +51,7 @@ from benchmarks._svhn_common import (
 )
 from hpo import backbones
 from hpo.data import svhn
-from hpo.training import make_adam
+from hpo.training import make_optimizer
 
 BACKBONE = "resnet18"
 INPUT_SIZE = 224
@@ -200,7 +200,7 @@ def main() -> None:
         inputs_hpo = timed_inputs(ours, device)
         inputs_seed = timed_inputs(theirs, device)
         fresh_head(model).to(device)
-        hpo_seconds = timed_epoch(model, make_adam(list(backbones.head_of(model).parameters()),
+        hpo_seconds = timed_epoch(model, make_optimizer(list(backbones.head_of(model).parameters()),
                                                    lr=LR, weight_decay=0.0), ours, ours, device)
         fresh_head(model).to(device)
         seed_seconds = timed_epoch(model, torch.optim.Adam(backbones.head_of(model).parameters(),

@@ -224,9 +224,12 @@ def _print_summary(study: Any, before: set[int], masked: str, counted: int,
     shown = ", ".join(f"{n} {state.lower()}" for state, n in states.items() if n)
     stdout.print(f"Study {study.study_name} on {masked}: {counted} trial(s) finished in this "
                  f"launch ({shown or 'none'}).")
+    metric = study.user_attrs.get("metric", "value")
+    wasted = results.wasted_epochs(study, new)
+    if wasted is not None:
+        stdout.print(f"Wasted epochs: {wasted.describe(metric)}.")
     best = results.best_trial_or_none(study)
     if best is not None:
-        metric = study.user_attrs.get("metric", "value")
         stdout.print(f"Best {metric} {best.value:.4f} (trial {best.number}):")
         for name, value in best.params.items():
             stdout.print(f"  {name:<12} {value}")

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
     from hpo.trial_run import TrialRun
 
+# Marks the trial enqueued from StudyDefinition.baseline.
+BASELINE_ATTR = "baseline"
+
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "asha", "median", "none")
 
@@ -53,7 +56,13 @@ class StudyDefinition:
     # Grid for --sampler grid: every searched parameter must have a list of values.
     grid: Mapping[str, Sequence[Any]] | None = None
     # Params enqueued once when the study is created, so it always shows the seed's result.
+    # The baseline is never pruned, and its learning curve is a reference for the others.
     baseline: Mapping[str, Any] | None = None
+    # Pruning guards that work from the first trial (see hpo.pruning): a trial whose metric is
+    # worse than ``floor`` after any epoch, or more than ``baseline_margin`` behind the
+    # baseline's value at the same epoch, is pruned before the peer-ranking pruner is asked.
+    floor: float | None = None
+    baseline_margin: float | None = None
     # Study-specific launch options this definition accepts, with their defaults.
     options: Mapping[str, Any] = field(default_factory=dict)
     # Extra readiness check run before any trial starts (e.g. pretrained weights present).

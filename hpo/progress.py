@@ -117,8 +117,9 @@ class LaunchProgress:
     def _print_line(self, index: int, fields: dict[str, Any]) -> None:
         value = fields.get("value")
         shown = f" {self.metric}={value:.4f}" if value is not None else ""
-        reason = f" ({fields['reason']})" if fields.get("reason") and fields["state"] == "FAIL" \
-            else ""
+        # Why a trial failed or was pruned (below the floor, behind the baseline, ranked low).
+        reason = f" ({fields['reason']})" if fields.get("reason") \
+            and fields["state"] in ("FAIL", "PRUNED") else ""
         self.console.print(f"trial {fields['trial']} {fields['state']}{shown}{reason} "
                            f"[worker {index}] · {self._summary()}", highlight=False, markup=False,
                            soft_wrap=True)

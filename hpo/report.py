@@ -38,7 +38,7 @@ class PruningSavings:
 def pruning_savings(study: optuna.Study, epochs: int) -> PruningSavings:
     """Epochs of COMPLETE and PRUNED trials, against ``epochs`` each had none been pruned."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    ran = sum(t.user_attrs.get("epochs_run", len(t.intermediate_values)) for t in trials)
+    ran = sum(results.epochs_run(t) for t in trials)
     return PruningSavings(ran, len(trials) * epochs)
 
 
@@ -139,6 +139,9 @@ def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> 
             f"{saved.saved_fraction:.0%} of the training compute.",
             "",
         ]
+    wasted = results.wasted_epochs(study)
+    if wasted is not None:
+        lines += [f"Wasted epochs: {wasted.describe(metric)}.", ""]
     lines += ["## Plots", ""]
     lines += [f"![{png.stem.replace('_', ' ')}]({png.name})" for png in pngs]
     lines += [f"- {name.replace('_', ' ')}: not drawn ({why})" for name, why in skipped.items()]

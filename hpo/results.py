@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.definition import BASELINE_ATTR
 from hpo.errors import HpoError
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
@@ -66,6 +67,59 @@ def best_trial(study: optuna.Study) -> FrozenTrial:
         raise HpoError(f"Study '{study.study_name}' has no completed trial yet: run "
                        f"'hpo launch' or 'hpo worker' on it first.")
     return best
+
+
+@dataclass(frozen=True)
+class WastedEpochs:
+    """Epochs spent on trials that ended below the baseline: what pruning could still save."""
+
+    wasted: int  # epochs of the trials that ended below the baseline
+    epochs: int  # epochs of all the trials counted (the baseline's own excluded)
+    trials: int  # how many trials ended below the baseline
+    baseline_value: float
+
+    @property
+    def fraction(self) -> float:
+        return self.wasted / self.epochs if self.epochs else 0.0
+
+    def describe(self, metric: str) -> str:
+        return (f"{self.wasted} of {self.epochs} epochs ({self.fraction:.0%}) went to "
+                f"{self.trials} trial(s) that ended below the baseline's {metric} "
+                f"{self.baseline_value:.4f}")
+
+
+def epochs_run(trial: FrozenTrial) -> int:
+    return int(trial.user_attrs.get("epochs_run", len(trial.intermediate_values)))
+
+
+def wasted_epochs(study: optuna.Study, trials: list[FrozenTrial] | None = None
+                  ) -> WastedEpochs | None:
+    """Wasted epochs among ``trials`` (default: all the study's finished trials), measured
+    against the study's completed baseline trial; None if it has none yet.
+
+    A trial "ends below" the baseline when its last reported value (its value if it
+    completed) is worse than the baseline's final value.
+    """
+    everything = study.get_trials(deepcopy=False)
+    baseline = next((t for t in everything if t.user_attrs.get(BASELINE_ATTR)
+                     and t.state == TrialState.COMPLETE and t.value is not None), None)
+    if baseline is None:
+        return None
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    wasted = epochs = below = 0
+    for trial in trials if trials is not None else everything:
+        if not trial.state.is_finished() or trial.user_attrs.get(BASELINE_ATTR):
+            continue
+        ran = epochs_run(trial)
+        epochs += ran
+        last = trial.value if trial.state == TrialState.COMPLETE else (
+            trial.intermediate_values[trial.last_step] if trial.last_step is not None else None)
+        ended_below = last is None or math.isnan(last) or (
+            last < baseline.value if maximize else last > baseline.value)
+        if ended_below and ran:
+            wasted += ran
+            below += 1
+    return WastedEpochs(wasted, epochs, below, float(baseline.value))
 
 
 def trial_record(trial: FrozenTrial, *, with_curve: bool = False) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import optuna
 
 from hpo.definition import StudyDefinition
 from hpo.errors import HpoError
+from hpo.pruning import GuardedPruner
 
 
 def make_sampler(name: str, definition: StudyDefinition, *, seed: int | None
@@ -28,14 +29,22 @@ def make_sampler(name: str, definition: StudyDefinition, *, seed: int | None
     raise HpoError(f"Unknown sampler {name!r}: use tpe, random or grid.")
 
 
-def make_pruner(name: str, *, epochs: int) -> optuna.pruners.BasePruner:
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
-                                              reduction_factor=3)
-    if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
+                ) -> optuna.pruners.BasePruner:
+    """The named peer-ranking pruner behind the definition's floor and baseline guards
+    (hpo.pruning); "none" never prunes, guards included."""
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise HpoError(f"Unknown pruner {name!r}: use hyperband, asha, median or none.")
+    inner: optuna.pruners.BasePruner
+    if name == "hyperband":
+        inner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
+                                               reduction_factor=3)
+    elif name == "asha":
+        inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    elif name == "median":
+        inner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    else:
+        raise HpoError(f"Unknown pruner {name!r}: use hyperband, asha, median or none.")
+    return GuardedPruner(inner, floor=definition.floor,
+                         baseline_margin=definition.baseline_margin,
+                         metric=definition.metric_name)

@@ -20,10 +20,9 @@ from optuna.study import StudyDirection
 
 from hpo import __version__
 from hpo.data import describe
-from hpo.definition import StudyDefinition
+from hpo.definition import BASELINE_ATTR, StudyDefinition
 from hpo.errors import HpoError
 from hpo.storage import ResilientStorage, mask_url
-from hpo.trial_run import BASELINE_ATTR
 
 DEFINITION_ATTR = "definition"
 SYNTHETIC_ATTR = "synthetic"

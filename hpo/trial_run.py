@@ -18,9 +18,7 @@ import torch
 from torch import nn
 
 from hpo import data, training
-from hpo.definition import StudyDefinition
-
-BASELINE_ATTR = "baseline"
+from hpo.definition import BASELINE_ATTR, StudyDefinition
 
 
 @dataclass(frozen=True)
@@ -90,13 +88,17 @@ class TrialRun:
         torch.manual_seed(seed)
 
     def fit(self, model: nn.Module, *, lr: float, batch_size: int, loss: str = "cross_entropy",
-            weight_decay: float = 0.0, splits: data.Splits | None = None,
-            transform: training.Transform | None = None, channels_last: bool = False) -> float:
-        """Train ``model`` for the study's epochs and return its validation accuracy."""
+            weight_decay: float = 0.0, label_smoothing: float = 0.0, schedule: str = "constant",
+            splits: data.Splits | None = None, transform: training.Transform | None = None,
+            channels_last: bool = False) -> float:
+        """Train ``model`` for the study's epochs and return its validation accuracy.
+
+        See :func:`hpo.training.fit` for the keyword arguments."""
         self.checkpoint_model = lambda: model
         result = training.fit(
             model, splits if splits is not None else self.splits(), epochs=self.epochs, lr=lr,
-            batch_size=batch_size, weight_decay=weight_decay, loss=loss, seed=self.seed,
+            batch_size=batch_size, weight_decay=weight_decay, loss=loss,
+            label_smoothing=label_smoothing, schedule=schedule, seed=self.seed,
             transform=transform, on_epoch=self._after_epoch,
             mixed_precision=self.settings.mixed_precision, channels_last=channels_last,
         )
@@ -119,6 +121,7 @@ class TrialRun:
             self._on_epoch_hook(epoch, value)
         # The baseline always runs to the end, so every study shows the seed's full result.
         if not self.is_baseline and self.trial.should_prune():
-            raise optuna.TrialPruned(
-                f"pruned after epoch {epoch} with {self.definition.metric_name}={value:.4f}"
-            )
+            # hpo's pruner says why (below the floor, behind the baseline, ranked low).
+            why = getattr(self.trial.study.pruner, "last_reason", None)
+            raise optuna.TrialPruned(why or f"pruned after epoch {epoch} with "
+                                     f"{self.definition.metric_name}={value:.4f}")

@@ -197,7 +197,7 @@ class Worker:
         self.sampler = make_sampler(config.sampler, self.definition, seed=config.sampler_seed)
         self.study = optuna.load_study(
             study_name=config.study_name, storage=self.storage, sampler=self.sampler,
-            pruner=make_pruner(config.pruner, epochs=config.run.epochs),
+            pruner=make_pruner(config.pruner, self.definition, epochs=config.run.epochs),
         )
         self.checkpoints = None
         if config.artifact_dir and config.keep_checkpoints > 0:

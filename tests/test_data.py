@@ -44,13 +44,13 @@ def test_mismatched_files_are_refused(tmp_path: Path, mnist_dir: Path) -> None:
 
 def test_splits_follow_the_seed_report(mnist_dir: Path) -> None:
     splits = load_splits("mnist", mnist_dir, synthetic=False, device="cpu")
-    # 80/20 of the 1000 generated training images; inputs flattened and scaled to [-1, 1].
-    assert splits.train_x.shape == (800, 784) and splits.val_x.shape == (200, 784)
+    # 80/20 of the 5000 generated training images; inputs flattened and scaled to [-1, 1].
+    assert splits.train_x.shape == (4000, 784) and splits.val_x.shape == (1000, 784)
     assert splits.train_x.dtype == torch.float32
     assert splits.train_x.min() >= -1 and splits.train_x.max() <= 1
     raw = mnist.read_idx(mnist_dir / "MNIST/raw/train-images-idx3-ubyte", 3)
-    train_idx, _ = split_indices(1000, 0.8, mnist.SPLIT_SEED)
-    expected = torch.from_numpy(raw[train_idx.numpy()].reshape(800, -1).astype(np.float32))
+    train_idx, _ = split_indices(5000, 0.8, mnist.SPLIT_SEED)
+    expected = torch.from_numpy(raw[train_idx.numpy()].reshape(4000, -1).astype(np.float32))
     assert torch.allclose(splits.train_x, expected / 127.5 - 1)
 
 
@@ -64,7 +64,7 @@ def test_split_is_fixed_and_disjoint() -> None:
 
 def test_test_split_is_separate(mnist_dir: Path) -> None:
     x, y = load_test("mnist", mnist_dir, synthetic=False, device="cpu")
-    assert x.shape == (200, 784) and y.shape == (200,)
+    assert x.shape == (500, 784) and y.shape == (500,)
 
 
 def test_synthetic_mnist_has_mnist_shapes_and_sizes() -> None:

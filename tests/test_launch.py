@@ -75,6 +75,7 @@ def test_synthetic_launch_from_the_issue(tmp_path: Path) -> None:
     assert counted_finished(trials) == 6
     assert all(t.state.is_finished() for t in trials)
     assert "6 trial(s) finished in this launch" in result.stdout
+    assert "Wasted epochs: " in result.stdout  # measured against the enqueued baseline
 
 
 def test_sqlite_storage_uses_wal(tmp_path: Path) -> None:

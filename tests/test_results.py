@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -85,7 +86,7 @@ def test_evaluate_measures_once_and_records(finished_study, mnist_dir: Path) -> 
     args = ["evaluate", "mnist-mlp", "--storage", url, "--data-dir", str(mnist_dir)]
     result = runner.invoke(app, args, env=env)
     assert result.exit_code == 0, result.stderr
-    assert "Test accuracy of trial" in result.stdout and "200 test images" in result.stdout
+    assert "Test accuracy of trial" in result.stdout and "500 test images" in result.stdout
     assert "from its checkpoint model" in result.stdout
     study = optuna.load_study(study_name="mnist-mlp", storage=url)
     recorded = study.user_attrs["test_accuracy"]
@@ -156,6 +157,8 @@ def test_report_writes_real_images_and_a_summary(finished_study, tmp_path: Path)
         assert f"({name}.png)" in summary
     assert "## Best trial" in summary and "| complete |" in summary
     assert "pruning saved" in summary and "trial-hours" in summary
+    # The baseline (enqueued first) completed, so the summary measures epochs against it.
+    assert "Wasted epochs: " in summary and "ended below the baseline's" in summary
 
 
 def test_trials_lists_filters_and_ranks(finished_study) -> None:
@@ -173,3 +176,30 @@ def test_trials_lists_filters_and_ranks(finished_study) -> None:
     assert pruned and all(r["state"] == "PRUNED" for r in pruned)
     table = runner.invoke(app, ["trials", "mnist-mlp", "--storage", url])
     assert table.exit_code == 0 and "epochs" in table.stdout and "lr=" in table.stdout
+
+
+def test_wasted_epochs_count_trials_that_end_below_the_baseline() -> None:
+    from hpo.definition import BASELINE_ATTR
+    from hpo.results import wasted_epochs
+
+    study = optuna.create_study(direction="maximize")
+
+    def add(values: list[float], state: TrialState, baseline: bool = False) -> None:
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=values[-1] if state == TrialState.COMPLETE else None,
+            intermediate_values=dict(enumerate(values, start=1)),
+            user_attrs={"epochs_run": len(values), **({BASELINE_ATTR: True} if baseline else {})}))
+
+    assert wasted_epochs(study) is None  # no baseline yet, nothing to measure against
+    add([0.95, 0.97, 0.98], TrialState.COMPLETE, baseline=True)
+    add([0.93, 0.95], TrialState.PRUNED)  # ended below: 2 wasted
+    add([0.96, 0.975, 0.985], TrialState.COMPLETE)  # beat the baseline: not wasted
+    add([0.96, 0.97, 0.979], TrialState.COMPLETE)  # completed below: 3 wasted
+    add([0.99], TrialState.PRUNED)  # pruned, yet last seen above the baseline: not wasted
+    wasted = wasted_epochs(study)
+    assert (wasted.wasted, wasted.epochs, wasted.trials) == (5, 9, 2)
+    assert wasted.baseline_value == 0.98
+    assert wasted.describe("val_accuracy") == ("5 of 9 epochs (56%) went to 2 trial(s) that "
+                                               "ended below the baseline's val_accuracy 0.9800")
+    only_last = wasted_epochs(study, study.get_trials()[-2:])
+    assert (only_last.wasted, only_last.epochs) == (3, 4)

@@ -9,7 +9,7 @@ import torch
 
 from hpo.data import load_splits
 from hpo.models import MLP
-from hpo.training import TrainingDiverged, compute_loss, fit
+from hpo.training import TrainingDiverged, compute_loss, cosine_factor, fit
 from studies.mnist_mlp import BASELINE, build_model, hidden_widths
 
 
@@ -57,3 +57,76 @@ def test_unknown_loss_is_refused(mnist_dir: Path) -> None:
     splits = load_splits("mnist", mnist_dir, synthetic=False, device="cpu")
     with pytest.raises(ValueError, match="Unknown loss"):
         fit(MLP(784, [], 10), splits, epochs=1, lr=1e-3, batch_size=100, loss="hinge")
+
+
+def test_cosine_factor_runs_from_one_to_zero() -> None:
+    assert cosine_factor(0, 100) == 1.0
+    assert cosine_factor(50, 100) == pytest.approx(0.5)
+    assert cosine_factor(100, 100) == pytest.approx(0.0)
+    assert cosine_factor(150, 100) == pytest.approx(0.0)  # past the end it stays at zero
+
+
+def test_cosine_schedule_decays_the_rate_the_optimizer_uses(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    import hpo.training as training
+
+    splits = load_splits("mnist", Path("unused"), synthetic=True, device="cpu")
+    rates: list[float] = []
+    real_step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    small = type(splits)(splits.train_x[:1000], splits.train_y[:1000], splits.val_x[:200],
+                         splits.val_y[:200], 10)
+    training.fit(MLP(784, [16], 10), small, epochs=2, lr=0.01, batch_size=100,
+                 schedule="cosine")
+    assert len(rates) == 20
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[10] == pytest.approx(0.005)  # half-way through the 2 epochs
+    assert rates == sorted(rates, reverse=True) and rates[-1] < 0.0002
+    rates.clear()
+    training.fit(MLP(784, [16], 10), small, epochs=1, lr=0.01, batch_size=100)
+    assert set(rates) == {0.01}  # constant unless asked
+
+
+def test_unknown_schedule_is_refused(mnist_dir: Path) -> None:
+    splits = load_splits("mnist", mnist_dir, synthetic=False, device="cpu")
+    with pytest.raises(ValueError, match="Unknown schedule 'step'"):
+        fit(MLP(784, [], 10), splits, epochs=1, lr=1e-3, batch_size=100, schedule="step")
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_right_answer() -> None:
+    logits = torch.tensor([[10.0, 0.0, 0.0]])
+    labels = torch.tensor([0])
+    plain = compute_loss("cross_entropy", logits, labels)
+    smoothed = compute_loss("cross_entropy", logits, labels, label_smoothing=0.1)
+    assert smoothed > plain + 0.1
+
+
+def test_mnist_mlp_standardizes_its_input() -> None:
+    from studies.mnist_mlp import INPUT_MEAN, INPUT_STD
+
+    model = build_model(BASELINE)
+    standardize = model[0]
+    pixels = torch.tensor([[-1.0, INPUT_MEAN, INPUT_MEAN + INPUT_STD]])
+    assert torch.allclose(standardize(pixels), torch.tensor([[(-1 - INPUT_MEAN) / INPUT_STD,
+                                                              0.0, 1.0]]))
+    assert {"0.mean", "0.std"} <= set(model.state_dict())  # a checkpoint carries them
+
+
+def test_a_network_over_the_size_cap_is_pruned_before_it_trains() -> None:
+    import optuna
+
+    from studies.mnist_mlp import MAX_WEIGHTS, objective
+
+    class NoTraining:
+        def fit(self, *args, **kwargs):
+            raise AssertionError("an oversized network must not train")
+
+    huge = {"lr": 1e-3, "width": 1024, "depth": 4, "shape": "constant", "batch_size": 256,
+            "dropout": 0.1, "weight_decay": 0.0}
+    with pytest.raises(optuna.TrialPruned, match=f"over the cap of {MAX_WEIGHTS:,}"):
+        objective(optuna.trial.FixedTrial(huge), NoTraining())

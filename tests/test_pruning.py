@@ -1,0 +1,116 @@
+"""Pruning from the first trial: the floor and the baseline's curve, in front of Hyperband."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import optuna
+import pytest
+
+from hpo.definition import BASELINE_ATTR
+from hpo.pruning import GuardedPruner
+from hpo.search import make_pruner
+from studies.mnist_mlp import STUDY
+
+EPOCHS = 15
+
+
+def new_study(pruner_name: str = "hyperband", direction: str = "maximize",
+              definition=STUDY) -> optuna.Study:
+    pruner = make_pruner(pruner_name, definition, epochs=EPOCHS)
+    return optuna.create_study(direction=direction, pruner=pruner,
+                               sampler=optuna.samplers.RandomSampler(seed=0))
+
+
+def report(trial: optuna.Trial, values: list[float]) -> int | None:
+    """Report ``values`` epoch by epoch; return the epoch at which the pruner stops the
+    trial, or None if it never does."""
+    for epoch, value in enumerate(values, start=1):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            return epoch
+    return None
+
+
+def add_baseline(study: optuna.Study, curve: list[float], *, finish: bool = True) -> None:
+    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    baseline = study.ask()
+    for epoch, value in enumerate(curve, start=1):
+        baseline.report(value, epoch)
+    if finish:
+        study.tell(baseline, curve[-1])
+
+
+def test_a_chance_level_first_trial_stops_at_once() -> None:
+    """The first trial of a study has no peers: Hyperband alone lets it run to the end."""
+    chance = [0.11] * EPOCHS
+    plain = optuna.create_study(direction="maximize", pruner=optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=EPOCHS, reduction_factor=3))
+    assert report(plain.ask(), chance) is None
+
+    study = new_study()
+    trial = study.ask()
+    assert report(trial, chance) == 1
+    assert study.pruner.last_reason == "val_accuracy 0.1100 at epoch 1 is below the floor 0.5"
+
+
+@pytest.mark.parametrize("pruner_name", ["hyperband", "asha", "median"])
+def test_no_trial_below_half_trains_past_epoch_two(pruner_name: str) -> None:
+    study = new_study(pruner_name)
+    assert report(study.ask(), [0.55, 0.45, 0.9]) == 2
+
+
+def test_a_trial_clearly_behind_the_baseline_stops() -> None:
+    study = new_study()
+    baseline = [0.955, 0.970, 0.975, 0.978] + [0.98] * (EPOCHS - 4)
+    add_baseline(study, baseline)
+    # Within a point of the baseline at epoch 1, 1.5 points behind at epoch 2.
+    trial = study.ask()
+    assert report(trial, [0.946, 0.955, 0.99]) == 2
+    assert study.pruner.last_reason == ("val_accuracy 0.9550 at epoch 2 is more than 0.01 "
+                                        "behind the baseline's 0.9700")
+
+
+def test_a_trial_level_with_the_baseline_is_left_to_hyperband() -> None:
+    study = new_study()
+    add_baseline(study, [0.955, 0.970, 0.975])
+    trial = study.ask()
+    # Alone in its Hyperband bracket but for the baseline, never behind it: it runs on.
+    assert report(trial, [0.96, 0.972, 0.976]) is None
+
+
+def test_the_curve_of_a_running_baseline_counts_up_to_where_it_is() -> None:
+    # The guard alone (no peer ranking, no floor), so only the baseline's curve decides.
+    study = optuna.create_study(direction="maximize", pruner=GuardedPruner(
+        optuna.pruners.NopPruner(), baseline_margin=0.01, metric="val_accuracy"))
+    add_baseline(study, [0.955, 0.970], finish=False)
+    # Epoch 3, which the baseline has not reached yet, is not compared.
+    assert report(study.ask(), [0.950, 0.965, 0.90]) is None
+    late = study.ask()
+    assert report(late, [0.95, 0.94]) == 2
+    assert "behind the baseline's 0.9700" in study.pruner.last_reason
+
+
+def test_the_baseline_is_never_judged_against_itself() -> None:
+    study = new_study()
+    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    baseline = study.ask()
+    baseline.report(0.96, 1)
+    assert not study.pruner.prune(study, study.trials[0])
+
+
+def test_no_pruner_means_no_guards_either() -> None:
+    study = new_study("none")
+    assert report(study.ask(), [0.1] * 3) is None
+
+
+def test_minimize_turns_the_floor_into_a_ceiling() -> None:
+    definition = replace(STUDY, floor=2.0, baseline_margin=None, direction="minimize")
+    study = new_study(direction="minimize", definition=definition)
+    assert report(study.ask(), [1.5, 2.5]) == 2
+    assert "above the floor 2" in study.pruner.last_reason
+
+
+def test_a_negative_margin_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot be negative but got -0.1"):
+        GuardedPruner(optuna.pruners.NopPruner(), baseline_margin=-0.1)

@@ -28,7 +28,7 @@ def finished_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, Path]:
                            artifact_dir=str(artifacts), keep_checkpoints=2, sampler="tpe")
     study = run_inline(request)
     study.enqueue_trial({"lr": 0.1, "width": 256, "depth": 4, "shape": "funnel",
-                         "batch_size": 100, "dropout": 0.0})
+                         "dropout": 0.0})
     run_inline(make_request(url, trials=1, epochs=2, pruner="median", data_dir=str(mnist_dir),
                             artifact_dir=str(artifacts), keep_checkpoints=2))
     return url, artifacts

@@ -126,7 +126,7 @@ def test_a_network_over_the_size_cap_is_pruned_before_it_trains() -> None:
         def fit(self, *args, **kwargs):
             raise AssertionError("an oversized network must not train")
 
-    huge = {"lr": 1e-3, "width": 1024, "depth": 4, "shape": "constant", "batch_size": 256,
-            "dropout": 0.1, "weight_decay": 0.0}
+    huge = {"lr": 1e-3, "width": 1024, "depth": 4, "shape": "constant", "dropout": 0.1,
+            "weight_decay": 0.0}
     with pytest.raises(optuna.TrialPruned, match=f"over the cap of {MAX_WEIGHTS:,}"):
         objective(optuna.trial.FixedTrial(huge), NoTraining())

@@ -63,6 +63,9 @@ class StudyDefinition:
     # baseline's value at the same epoch, is pruned before the peer-ranking pruner is asked.
     floor: float | None = None
     baseline_margin: float | None = None
+    # Epochs a trial that passes the guards trains before the peer-ranking pruner first ranks
+    # it (its min_resource): the first epoch favours fast starters over good finishers.
+    min_epochs_before_ranking: int = 1
     # Study-specific launch options this definition accepts, with their defaults.
     options: Mapping[str, Any] = field(default_factory=dict)
     # Extra readiness check run before any trial starts (e.g. pretrained weights present).
@@ -77,6 +80,9 @@ class StudyDefinition:
             missing = set(self.search_space) - set(self.grid)
             if missing:
                 raise ValueError(f"Grid of study {self.name!r} lacks {sorted(missing)}.")
+        if self.min_epochs_before_ranking < 1:
+            raise ValueError(f"min_epochs_before_ranking of study {self.name!r} must be at "
+                             f"least 1, not {self.min_epochs_before_ranking}.")
         if self.baseline is not None:
             unknown = set(self.baseline) - set(self.search_space)
             if unknown:

@@ -36,11 +36,13 @@ def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
     if name == "none":
         return optuna.pruners.NopPruner()
     inner: optuna.pruners.BasePruner
+    min_epochs = min(definition.min_epochs_before_ranking, epochs)
     if name == "hyperband":
-        inner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
+        inner = optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs,
                                                reduction_factor=3)
     elif name == "asha":
-        inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs,
+                                                       reduction_factor=3)
     elif name == "median":
         inner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     else:

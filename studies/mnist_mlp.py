@@ -118,6 +118,7 @@ STUDY = StudyDefinition(
     pruner="asha",
     floor=0.5,
     baseline_margin=0.01,
+    min_epochs_before_ranking=2,
     grid={
         "lr": [3e-4, 1e-3, 3e-3],
         "width": [256, 512, 1024],

@@ -114,3 +114,17 @@ def test_minimize_turns_the_floor_into_a_ceiling() -> None:
 def test_a_negative_margin_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot be negative but got -0.1"):
         GuardedPruner(optuna.pruners.NopPruner(), baseline_margin=-0.1)
+
+
+def test_peers_rank_a_trial_only_from_the_study_s_first_ranked_epoch() -> None:
+    """mnist-mlp ranks from epoch 2: a slow first epoch alone does not stop a trial."""
+    assert STUDY.min_epochs_before_ranking == 2
+    study = new_study("asha")
+    for value in (0.97, 0.975, 0.98):
+        leader = study.ask()
+        assert report(leader, [value, value + 0.005]) is None
+        study.tell(leader, value + 0.005)
+    slow = study.ask()
+    assert report(slow, [0.90, 0.91]) == 2
+    assert study.pruner.last_reason == ("val_accuracy 0.9100 at epoch 2 ranks low among the "
+                                        "trials that reached that epoch")

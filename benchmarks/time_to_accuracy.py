@@ -8,7 +8,7 @@ images), on this machine, one after the other in one run:
 - **optuna**: plain Optuna as its examples do it (optuna-examples ``pytorch/pytorch_simple.py``):
   TPE plus MedianPruner, in memory, an objective that loads MNIST through torchvision and a
   DataLoader, trains with Adam at a constant rate, and reports and prunes every epoch. Same
-  search space, networks (``studies.mnist_mlp.build_model``), batch size and 12 epochs as hpo;
+  search space, networks (``studies.mnist_mlp.build_model``), batch size and 10 epochs as hpo;
   it gets the
   same wall time the hpo launch took (``--budget`` overrides);
 - **grid**: the seed report's grid, as the report ran it: its 256/256/128/128 network, lr in
@@ -249,7 +249,7 @@ def main() -> None:
     print(f"hpo: {hpo_arm.wall:.0f} s, best val {hpo_arm.best:.4f}", flush=True)
     budget = args.budget if args.budget is not None else hpo_arm.wall
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna_arm, optuna_best = run_optuna(args.data_dir, args.seed, budget, epochs=12)
+    optuna_arm, optuna_best = run_optuna(args.data_dir, args.seed, budget, epochs=10)
     if optuna_best["state"] is not None:
         model = build_model(optuna_best["params"])
         model.load_state_dict(optuna_best["state"])

@@ -76,7 +76,7 @@ def test_dry_run_prints_the_gpu_plan(sqlite_url: str) -> None:
     assert "worker 0 -> cuda:0, CUDA_VISIBLE_DEVICES=0, 1 thread(s)" in lines
     assert "worker 3 -> cuda:1, CUDA_VISIBLE_DEVICES=1, 1 thread(s)" in lines
     assert "storage:  postgresql+psycopg://u:***@db:5432/hpo" in lines
-    assert "budget:   50 trial(s), 15 epoch(s) each" in lines
+    assert "budget:   50 trial(s), 10 epoch(s) each" in lines
     assert "pw-xyz" not in result.stdout + result.stderr
 
 

@@ -122,7 +122,7 @@ def test_workers_are_an_indexed_job_with_one_gpu_per_pod() -> None:
     # Evictions replace the pod without counting against the Job's failures.
     rule = spec["podFailurePolicy"]["rules"][0]
     assert rule["action"] == "Ignore"
-    assert rule["onPodConditions"] == [{"type": "DisruptionTarget"}]
+    assert rule["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
 
 

@@ -1,6 +1,8 @@
 """Many workers through PgBouncer: a real PgBouncer, configured by the script that ships
 (deploy/pgbouncer/entrypoint.sh), in front of the throwaway PostgreSQL, and 16 workers on one
-study with an exact --total. PostgreSQL must never see more connections than the pool."""
+study with an exact --total, in transaction pooling (which breaks psycopg's server-side
+prepared statements unless hpo turns them off). PostgreSQL must never see more connections
+than the pool."""
 
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from pathlib import Path
 import optuna
 import psycopg
 import pytest
+import torch
 from optuna.trial import TrialState
 
-from hpo.worker import counted_finished
-from tests.helpers import hpo_process, make_request, run_inline
+from hpo.trial_run import RunSettings
+from hpo.worker import LocalBudget, Worker, WorkerConfig, counted_finished
+from tests.helpers import make_request, run_inline
 from tests.postgres import PASSWORD, USER, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -28,8 +32,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "deploy" / "pgbouncer" / "entrypoint.sh"
 POOL_SIZE = 4
-WORKERS_PER_MACHINE = 8
-MACHINES = 2
+WORKERS = 16
 TOTAL = 40
 
 
@@ -45,8 +48,9 @@ class PgBouncer:
         if os.geteuid() == 0:
             user = "postgres"
             shutil.chown(self.root, user="postgres", group="postgres")
-        env = {**os.environ, "PATH": f"{os.environ['PATH']}:/usr/sbin", "DB_HOST": "127.0.0.1", "DB_PORT": str(server.port),
-               "DB_NAME": database, "DB_USER": USER, "DB_PASSWORD": PASSWORD,
+        env = {**os.environ, "PATH": f"{os.environ['PATH']}:/usr/sbin", "DB_HOST": "127.0.0.1",
+               "DB_PORT": str(server.port), "DB_NAME": database, "DB_USER": USER,
+               "DB_PASSWORD": PASSWORD,
                "LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": str(self.port),
                "POOL_SIZE": str(POOL_SIZE), "MAX_CLIENT_CONN": "200",
                "CONFIG_DIR": str(self.root / "config")}
@@ -120,27 +124,49 @@ class ConnectionWatch:
 
 def test_sixteen_workers_through_pgbouncer(pgbouncer: PgBouncer, postgres_server,
                                            mnist_dir: Path) -> None:
+    """16 workers, each with its own engine and connections as on 16 machines, run in threads
+    of this process: a process per worker would spend minutes of a 2-core machine importing
+    torch, and the database sees the same clients either way."""
     url = pgbouncer.url()
     # The study, created through PgBouncer like everything else.
     run_inline(make_request(url, definition="logreg-loss", trials=1, epochs=1,
                             data_dir=str(mnist_dir), total=TOTAL))
-    with ConnectionWatch(postgres_server.admin_dsn(), pgbouncer.database) as watch:
-        machines = [hpo_process("worker", "logreg-loss", "--storage", url, "--gpus", "none",
-                                "--workers", str(WORKERS_PER_MACHINE), "--threads", "1",
-                                "--data-dir", str(mnist_dir), "--keep-checkpoints", "0")
-                    for _ in range(MACHINES)]
-        outputs = [machine.communicate(timeout=240) for machine in machines]
-    for machine, (out, err) in zip(machines, outputs):
-        assert machine.returncode == 0, err
-        assert PASSWORD not in out + err
+    config = WorkerConfig(storage_url=url, study_name="logreg-loss", definition="logreg-loss",
+                          sampler="random", pruner="none", total=TOTAL, keep_checkpoints=0,
+                          run=RunSettings(data_dir=str(mnist_dir), epochs=1))
+    workers = [Worker(config, budget=LocalBudget(None)) for _ in range(WORKERS)]
+    counted = [0] * WORKERS
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            counted[index] = workers[index].run()
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(WORKERS)]
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ConnectionWatch(postgres_server.admin_dsn(), pgbouncer.database) as watch:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=180)
+    finally:
+        torch.set_num_threads(threads_before)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
 
     trials = optuna.load_study(study_name="logreg-loss", storage=url).get_trials()
     assert counted_finished(trials) == TOTAL and len(trials) == TOTAL
+    assert sum(counted) == TOTAL - 1  # the first trial ran before the workers
     assert sorted(t.number for t in trials) == list(range(TOTAL))
     assert not [t.number for t in trials if t.state == TrialState.RUNNING]
     assert not [t.number for t in trials if t.state == TrialState.FAIL]
-    workers = {t.user_attrs["worker"] for t in trials}
-    assert len(workers) > POOL_SIZE  # more worker processes than server connections
+    # Every worker kept its own connections to PgBouncer: far more clients than the pool.
+    clients = sum(w.storage.rdb.engine.pool.checkedin() for w in workers)
+    assert clients >= WORKERS > POOL_SIZE
     assert watch.samples > 10
     assert 1 <= watch.peak <= POOL_SIZE, f"PostgreSQL saw {watch.peak} connections"
     log = pgbouncer.log_text()

@@ -16,16 +16,17 @@
 # 5. the SVHN feature cache on the GPU (benchmarks/feature_cache.py --device cuda).
 #
 # HPO_RUN (default "uv run --locked") runs Python commands; logs and databases go to
-# HPO_GPU_CHECK_DIR (default reports/gpu-check). HPO_GPU_CHECK_DEVICE=cpu (with any stand-in
-# nvidia-smi on PATH) runs the same steps on CPU, to check this script itself. Each step has its own time limit, so one that
+# HPO_GPU_CHECK_DIR (default reports/gpu-check). To check this script itself without a GPU:
+# a stand-in nvidia-smi on PATH, HPO_GPU_CHECK_DEVICE=cpu, and HPO_GPU_CHECK_TRIALS and
+# HPO_GPU_CHECK_EPOCHS (12 and 2) made small. Each step has its own time limit, so one that
 # hangs costs only its share; a failed step shows FAILED in the table and the script goes on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 read -r -a run <<< "${HPO_RUN:-uv run --locked}"
 out="${HPO_GPU_CHECK_DIR:-reports/gpu-check}"
-trials=12
-epochs=2
+trials="${HPO_GPU_CHECK_TRIALS:-12}"
+epochs="${HPO_GPU_CHECK_EPOCHS:-2}"
 device="${HPO_GPU_CHECK_DEVICE:-cuda}"
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
 """GPU probes for benchmarks/gpu_check.sh: what can only be seen on a CUDA device.
 
-    uv run python benchmarks/gpu_probe.py svhn-trial [--device cuda] [--epochs 2]
+    uv run python benchmarks/gpu_probe.py svhn-trial [--device cuda] [--epochs 2] [--subset 0.25]
     uv run python benchmarks/gpu_probe.py mnist-epoch [--device cuda] [--data-dir DIR]
 
 svhn-trial: a real svhn-backbone trial (ResNet-18, full fine-tuning, 64 px, synthetic SVHN of
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 
-def svhn_trial(device: str, epochs: int) -> None:
+def svhn_trial(device: str, epochs: int, subset: float) -> None:
     import optuna
 
     from hpo import backbones
@@ -60,7 +60,7 @@ def svhn_trial(device: str, epochs: int) -> None:
 
     backbones.build = build_and_watch
     params = {"backbone": "resnet18", "lr": 1e-3, "batch_size": 128, "input_size": 64}
-    options = {"subset": 0.25, "weights": "none"}
+    options = {"subset": subset, "weights": "none"}
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite:///{scratch}/probe.db"
         for label, mixed in (("bf16", True), ("fp32", False)):
@@ -73,9 +73,9 @@ def svhn_trial(device: str, epochs: int) -> None:
             study.enqueue_trial(params)
             config = WorkerConfig(
                 storage_url=url, study_name=name, definition="svhn-backbone", sampler="random",
-                pruner="none", device_label=device, run=RunSettings(device=device, epochs=epochs, data_dir=scratch,
-                                               synthetic=True, options=options,
-                                               mixed_precision=mixed))
+                pruner="none", device_label=device,
+                run=RunSettings(device=device, epochs=epochs, data_dir=scratch, synthetic=True,
+                                options=options, mixed_precision=mixed))
             Worker(config, budget=LocalBudget(1)).run()
             trial = optuna.load_study(study_name=name, storage=url).trials[0]
             print(f"svhn_{label}_state={trial.state.name}")
@@ -166,11 +166,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--subset", type=float, default=0.25, help="svhn-trial: SVHN fraction")
     args = parser.parse_args()
     print(f"device={args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     if args.probe == "svhn-trial":
-        svhn_trial(args.device, args.epochs)
+        svhn_trial(args.device, args.epochs, args.subset)
     else:
         mnist_epoch(args.device, args.data_dir)
 

@@ -7,6 +7,7 @@ heartbeat thread (SQLAlchemy sessions are per thread). The launcher itself holds
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -14,13 +15,14 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
+import sqlalchemy.orm
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, _CachedStorage
 from sqlalchemy.engine import make_url
 
@@ -36,6 +38,9 @@ DEFAULT_OUTAGE_TOLERANCE = 120.0
 # A trial killed with its worker is retried this many times at most, with the same params.
 STALE_TRIAL_MAX_RETRY = 3
 SQLITE_BUSY_TIMEOUT = 60.0
+# First key of the two-key PostgreSQL advisory lock that serializes "is there room under
+# --total? then create the trial" per study (the second key is the study id). "hpo" in hex.
+STUDY_LOCK_CLASS = 0x68706F
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
 
@@ -128,9 +133,21 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
             # One connection for the trial loop and one for the heartbeat thread.
             "pool_size": 2,
             "max_overflow": 1,
-            "connect_args": {"connect_timeout": 10},
+            "connect_args": _postgres_connect_args(make_url(url).get_driver_name()),
         }
     return {"pool_pre_ping": True}
+
+
+def _postgres_connect_args(driver: str) -> dict[str, Any]:
+    args: dict[str, Any] = {"connect_timeout": 10}
+    if driver == "psycopg":
+        # psycopg 3 turns a statement into a named server-side prepared statement after its
+        # fifth execution on a connection. Behind PgBouncer in transaction pooling the next
+        # transaction may run on another server connection, where that statement does not
+        # exist (or already exists), and the worker fails. hpo's queries are short and cheap
+        # to plan, so it never prepares: the same URL works direct and through any pooler.
+        args["prepare_threshold"] = None
+    return args
 
 
 def _prepare_sqlite(path: Path) -> None:
@@ -253,6 +270,52 @@ def call_with_db_retry(
                 warned = True
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+@contextlib.contextmanager
+def study_lock(storage: ResilientStorage, study_id: int) -> Iterator[None]:
+    """Run the block's storage calls in one transaction that holds the study's lock.
+
+    Two workers that each count the study's trials and then create one can both see room for
+    the last trial; holding a lock from the count to the creation makes the cap exact. The lock
+    lives in the database, so it holds across processes and machines: PostgreSQL's
+    transaction-level advisory lock, SQLite's write lock (BEGIN IMMEDIATE, issued by the begin
+    listener of _tune_sqlite_engine), SELECT ... FOR UPDATE on the study's row elsewhere.
+
+    Every call inside runs on this one connection (Optuna's sessions become savepoints of this
+    transaction), so a worker waiting for the lock holds one connection and the holder needs no
+    second one: behind a transaction-pooling PgBouncer, waiters can never starve the holder.
+    Inside, storage calls do not retry: a lost connection loses the transaction, so the caller
+    retries the whole block (see call_with_db_retry).
+    """
+    rdb = storage.rdb
+    saved_session, saved_tolerance = rdb.scoped_session, storage.outage_tolerance
+    try:
+        with rdb.engine.connect() as connection, connection.begin():
+            backend = connection.dialect.name
+            if backend == "postgresql":
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:k1, :k2)"),
+                                   {"k1": STUDY_LOCK_CLASS, "k2": study_id})
+            elif backend != "sqlite":
+                connection.execute(sqlalchemy.text(
+                    "SELECT study_id FROM studies WHERE study_id = :id FOR UPDATE"),
+                    {"id": study_id})
+            locked = sqlalchemy.orm.scoped_session(sqlalchemy.orm.sessionmaker(
+                bind=connection, join_transaction_mode="create_savepoint"))
+            rdb.scoped_session = locked
+            storage.outage_tolerance = 0.0
+            try:
+                yield
+            finally:
+                rdb.scoped_session = saved_session
+                storage.outage_tolerance = saved_tolerance
+                locked.remove()
+    except BaseException:
+        # The transaction rolled back, but Optuna's cache may already hold a trial it created:
+        # forget the study's cached trials so the next read comes from the database.
+        with storage._lock:
+            storage._studies.pop(study_id, None)
+        raise
 
 
 class ResilientStorage(_CachedStorage):

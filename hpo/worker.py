@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 import studies
 from hpo.search import make_pruner, make_sampler
-from hpo.storage import ResilientStorage, open_storage
+from hpo.storage import ResilientStorage, call_with_db_retry, open_storage, study_lock
 from hpo.trial_run import RunSettings, TrialRun
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,10 @@ class Worker:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
-            trial = self.study.ask()
+            trial = self._ask()
+            if trial is None:  # a peer took the last slot since _study_is_done looked
+                self.budget.finished(counted=False)
+                break
             self.budget.started(trial._trial_id)
             was_counted = False
             try:
@@ -250,14 +253,34 @@ class Worker:
                 and self.sampler.is_exhausted(self.study):
             log.info("%s: every point of the grid has been tried.", self.config.label)
             return True
-        if self.config.total is not None:
-            trials = self.study.get_trials(deepcopy=False)
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            if counted_finished(trials) + running >= self.config.total:
-                log.info("%s: the study holds its total of %d trials.", self.config.label,
-                         self.config.total)
-                return True
+        return self._total_reached()
+
+    def _total_reached(self) -> bool:
+        if self.config.total is None:
+            return False
+        trials = self.study.get_trials(deepcopy=False)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if counted_finished(trials) + running >= self.config.total:
+            log.info("%s: the study holds its total of %d trials.", self.config.label,
+                     self.config.total)
+            return True
         return False
+
+    def _ask(self) -> optuna.Trial | None:
+        """The next trial, or None if the study already holds its ``--total``.
+
+        The check above is a cheap early exit but can race with peers; this one is exact: the
+        count and the new trial are made in one transaction under the study's database lock,
+        retried whole if the database drops mid-way.
+        """
+        if self.config.total is None:
+            return self.study.ask()
+
+        def locked_ask() -> optuna.Trial | None:
+            with study_lock(self.storage, self.study._study_id):
+                return None if self._total_reached() else self.study.ask()
+
+        return call_with_db_retry(locked_ask, tolerance=self.config.outage_tolerance)
 
     # -- one trial --------------------------------------------------------------------------
 

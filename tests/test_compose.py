@@ -24,7 +24,7 @@ def expand_defaults(text: str) -> str:
 
 
 def test_services_are_there() -> None:
-    assert {"postgres", "dashboard", "worker"} <= set(SERVICES)
+    assert {"postgres", "dashboard", "worker", "pgbouncer"} <= set(SERVICES)
 
 
 def test_postgres_has_volume_healthcheck_and_password_from_env() -> None:
@@ -43,7 +43,7 @@ def test_no_password_is_written_into_the_file() -> None:
         assert "${POSTGRES_PASSWORD" in url
 
 
-@pytest.mark.parametrize("name", ["postgres", "dashboard", "worker"])
+@pytest.mark.parametrize("name", ["postgres", "dashboard", "worker", "pgbouncer"])
 def test_ports_are_published_on_loopback_only(name: str) -> None:
     for port in SERVICES[name].get("ports", []):
         assert str(port).startswith("127.0.0.1:"), port
@@ -87,3 +87,40 @@ def test_every_hpo_command_is_a_real_invocation(command: list[str]) -> None:
         result = runner.invoke(app, [*command, "--dry-run", "--storage", "sqlite:///x.db",
                                      "--gpus", "none"])
         assert result.exit_code == 0, result.stderr
+
+
+# -- PgBouncer, an option -----------------------------------------------------------------
+
+
+def test_pgbouncer_is_an_option_off_by_default() -> None:
+    assert SERVICES["pgbouncer"]["profiles"] == ["pgbouncer"]
+    for name in ("postgres", "dashboard", "worker"):
+        assert "profiles" not in SERVICES[name]
+    for name in ("dashboard", "worker"):  # they wait for it only when the profile is on
+        dependency = SERVICES[name]["depends_on"]["pgbouncer"]
+        assert dependency["required"] is False and dependency["condition"] == "service_healthy"
+
+
+def test_storage_goes_to_postgres_by_default_and_to_pgbouncer_when_told() -> None:
+    url = COMPOSE["x-hpo-environment"]["HPO_STORAGE"]
+    assert expand_defaults(url) == "postgresql+psycopg://hpo:<POSTGRES_PASSWORD>@postgres:5432/hpo"
+    with_bouncer = url.replace("${HPO_DB_HOST:-postgres}", "pgbouncer").replace(
+        "${HPO_DB_PORT:-5432}", "6432")
+    assert expand_defaults(with_bouncer).endswith("@pgbouncer:6432/hpo")
+    example = (ROOT / ".env.example").read_text()
+    for line in ("COMPOSE_PROFILES=pgbouncer", "HPO_DB_HOST=pgbouncer", "HPO_DB_PORT=6432"):
+        assert line in example
+
+
+def test_pgbouncer_is_debians_configured_by_the_tested_script() -> None:
+    bouncer = SERVICES["pgbouncer"]
+    assert bouncer["build"] == "deploy/pgbouncer"
+    assert bouncer["environment"]["DB_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "ports" not in bouncer  # reached by the other services only
+    dockerfile = (ROOT / "deploy" / "pgbouncer" / "Dockerfile").read_text()
+    assert "apt-get install -y --no-install-recommends pgbouncer" in dockerfile
+    assert "USER postgres" in dockerfile  # PgBouncer refuses root
+    assert "COPY entrypoint.sh" in dockerfile
+    entrypoint = (ROOT / "deploy" / "pgbouncer" / "entrypoint.sh").read_text()
+    assert "pool_mode = transaction" in entrypoint

@@ -88,9 +88,8 @@ def test_total_stops_workers_on_every_machine(postgres_url: str, mnist_dir: Path
         out, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
     trials = trials_of(postgres_url, "logreg-loss")
-    # Each worker checks the total before it asks for a trial, so two workers racing for the
-    # last slot can overshoot by at most one trial each.
-    assert 12 <= counted_finished(trials) <= 13
+    # The count and the new trial are made under the study's lock: exactly the total.
+    assert counted_finished(trials) == 12 and len(trials) == 12
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 

@@ -1,0 +1,180 @@
+"""GPU probes for benchmarks/gpu_check.sh: what can only be seen on a CUDA device.
+
+    uv run python benchmarks/gpu_probe.py svhn-trial [--device cuda] [--epochs 2] [--subset 0.25]
+    uv run python benchmarks/gpu_probe.py mnist-epoch [--device cuda] [--data-dir DIR]
+
+svhn-trial: a real svhn-backbone trial (ResNet-18, full fine-tuning, 64 px, synthetic SVHN of
+the real shapes, random weights: no network needed) run through hpo's own worker on the device,
+once with hpo's defaults (bf16 autocast + channels_last) and once in fp32, with hooks on the
+first convolution that record what it really received and produced.
+
+mnist-epoch: the MNIST seed pipeline (DataLoader + transforms, batches copied to the device one
+by one, as a plain port of the seed would do) against hpo's loop (the split as one tensor on the
+device), both on --device; the second of two epochs is timed. benchmarks/mnist_epoch.py is the
+CPU version and is left as it is.
+
+Each subcommand prints "key=value" lines that gpu_check.sh puts in its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def svhn_trial(device: str, epochs: int, subset: float) -> None:
+    import optuna
+
+    from hpo import backbones
+    from hpo.launcher import prepare_launch
+    from hpo.storage import open_storage
+    from hpo.trial_run import RunSettings
+    from hpo.worker import LocalBudget, Worker, WorkerConfig
+    from tests.helpers import make_request
+
+    seen: dict[str, Any] = {}
+    build = backbones.build
+
+    def build_and_watch(name: str, **kwargs: Any) -> nn.Module:
+        model = build(name, **kwargs)
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+        def before(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0]
+            seen["input_channels_last"] = x.is_contiguous(memory_format=torch.channels_last)
+            seen["weight_channels_last"] = module.weight.is_contiguous(
+                memory_format=torch.channels_last)
+
+        def after(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            seen["conv_output_dtype"] = str(output.dtype).removeprefix("torch.")
+
+        conv.register_forward_pre_hook(before)
+        conv.register_forward_hook(after)
+        return model
+
+    backbones.build = build_and_watch
+    params = {"backbone": "resnet18", "lr": 1e-3, "batch_size": 128, "input_size": 64}
+    options = {"subset": subset, "weights": "none"}
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{scratch}/probe.db"
+        for label, mixed in (("bf16", True), ("fp32", False)):
+            seen.clear()
+            name = f"svhn-{label}"
+            request = make_request(url, definition="svhn-backbone", study_name=name,
+                                   synthetic=True, epochs=epochs, options=options, trials=1,
+                                   data_dir=scratch)
+            study, _, _, _ = prepare_launch(request, open_storage(url))
+            study.enqueue_trial(params)
+            config = WorkerConfig(
+                storage_url=url, study_name=name, definition="svhn-backbone", sampler="random",
+                pruner="none", device_label=device,
+                run=RunSettings(device=device, epochs=epochs, data_dir=scratch, synthetic=True,
+                                options=options, mixed_precision=mixed))
+            Worker(config, budget=LocalBudget(1)).run()
+            trial = optuna.load_study(study_name=name, storage=url).trials[0]
+            print(f"svhn_{label}_state={trial.state.name}")
+            print(f"svhn_{label}_device={trial.user_attrs.get('device')}")
+            print(f"svhn_{label}_seconds_per_epoch={trial.user_attrs.get('seconds_per_epoch')}")
+            print(f"svhn_{label}_val_accuracy={trial.value}")
+            for key, value in seen.items():
+                print(f"svhn_{label}_{key}={value}")
+            if trial.state.name == "FAIL":
+                print(f"svhn_{label}_fail_reason={trial.user_attrs.get('fail_reason')}")
+
+
+def _seed_pipeline_epoch(root: Path, device: torch.device) -> tuple[float, float]:
+    import torchvision
+    import torchvision.transforms as transforms
+    from torch.utils.data import DataLoader, random_split
+
+    from studies.mnist_mlp import BASELINE, build_model
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    dataset = torchvision.datasets.MNIST(root=str(root), train=True, transform=transform)
+    n_train = int(0.8 * len(dataset))
+    train_part, val_part = random_split(dataset, [n_train, len(dataset) - n_train],
+                                        generator=torch.Generator().manual_seed(0))
+    train_loader = DataLoader(train_part, batch_size=100, shuffle=True)
+    val_loader = DataLoader(val_part, batch_size=100, shuffle=False)
+    torch.manual_seed(0)
+    model = build_model(BASELINE).to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seconds = accuracy = 0.0
+    for _ in range(2):
+        started = time.perf_counter()
+        model.train()
+        for images, labels in train_loader:
+            images, labels = images.reshape(-1, 784).to(device), labels.to(device)
+            loss = criterion(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        correct = total = 0
+        with torch.no_grad():
+            for images, labels in val_loader:
+                predicted = model(images.reshape(-1, 784).to(device)).argmax(1)
+                total += labels.size(0)
+                correct += (predicted.cpu() == labels).sum().item()
+        seconds, accuracy = time.perf_counter() - started, correct / total
+    return seconds, accuracy
+
+
+def _hpo_epoch(root: Path, device: torch.device) -> tuple[float, float]:
+    from hpo.data import mnist
+    from hpo.training import fit
+    from studies.mnist_mlp import BASELINE, build_model
+
+    splits = mnist.load_splits(root, synthetic=False, device=device)
+    torch.manual_seed(0)
+    seconds: list[float] = []
+    result = fit(build_model(BASELINE), splits, epochs=2, lr=1e-3, batch_size=100,
+                 on_epoch=lambda epoch, accuracy, took: seconds.append(took))
+    return seconds[-1], result.val_accuracy
+
+
+def mnist_epoch(device: str, data_dir: Path | None) -> None:
+    from hpo.data import mnist
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = data_dir
+        if root is None or not all((mnist.raw_dir(root) / name).exists()
+                                   for name in mnist.FILES.values()):
+            from tests.helpers import write_mnist
+
+            root = write_mnist(Path(scratch), n_train=60_000, n_test=10_000)
+        target = torch.device(device)
+        seed_seconds, seed_accuracy = _seed_pipeline_epoch(root, target)
+        hpo_seconds, hpo_accuracy = _hpo_epoch(root, target)
+    print(f"mnist_seed_seconds={seed_seconds:.3f}")
+    print(f"mnist_seed_val_accuracy={seed_accuracy:.4f}")
+    print(f"mnist_hpo_seconds={hpo_seconds:.3f}")
+    print(f"mnist_hpo_val_accuracy={hpo_accuracy:.4f}")
+    print(f"mnist_speedup={seed_seconds / hpo_seconds:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("probe", choices=["svhn-trial", "mnist-epoch"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--subset", type=float, default=0.25, help="svhn-trial: SVHN fraction")
+    args = parser.parse_args()
+    print(f"device={args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    if args.probe == "svhn-trial":
+        svhn_trial(args.device, args.epochs, args.subset)
+    else:
+        mnist_epoch(args.device, args.data_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -37,24 +37,25 @@ def real_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_the_seed_network_learns_real_mnist_past_95_percent_in_one_epoch(real_mnist: Path
-                                                                        ) -> None:
-    """The baseline trial of mnist-mlp, through the study's own objective and recipe."""
+def test_the_seed_network_learns_real_mnist_past_95_percent_in_two_epochs(real_mnist: Path
+                                                                          ) -> None:
+    """The baseline trial of mnist-mlp, through the study's own objective and recipe (batch
+    256, a cosine decay over the two epochs): 95.7% validation when measured."""
     from hpo.trial_run import RunSettings, TrialRun
     from studies.mnist_mlp import BASELINE, STUDY
 
     trial = optuna.trial.FixedTrial(dict(BASELINE))
-    run = TrialRun(trial, STUDY, RunSettings(epochs=1, data_dir=str(real_mnist)))
+    run = TrialRun(trial, STUDY, RunSettings(epochs=2, data_dir=str(real_mnist)))
     accuracy = STUDY.objective(trial, run)
     assert accuracy > 0.95
-    assert run.epochs_run == 1
+    assert run.epochs_run == 2
 
 
 def test_launch_then_evaluate_measures_the_real_test_set(real_mnist: Path, tmp_path: Path
                                                          ) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     runner = CliRunner()
-    launched = runner.invoke(app, ["launch", "mnist-mlp", "--trials", "1", "--epochs", "1",
+    launched = runner.invoke(app, ["launch", "mnist-mlp", "--trials", "1", "--epochs", "2",
                                    "--storage", url, "--data-dir", str(real_mnist)])
     assert launched.exit_code == 0, launched.stderr
     evaluated = runner.invoke(app, ["evaluate", "mnist-mlp", "--storage", url,

@@ -82,9 +82,13 @@ class Arm:
 def run_hpo(data_dir: Path, seed: int, folder: Path) -> Arm:
     env = {**os.environ, "HPO_DATA_DIR": str(data_dir.resolve()), "HPO_OFFLINE": "1"}
     started = time.time()
-    subprocess.run([*HPO, "launch", "mnist-mlp", "--trials", "50", "--seed", str(seed)],
-                   cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL)
+    launched = subprocess.run(
+        [*HPO, "launch", "mnist-mlp", "--trials", "50", "--seed", str(seed)],
+        cwd=folder, env=env, check=True, stdout=subprocess.PIPE, text=True)
     launch_seconds = time.time() - started
+    # The launch's own summary: trials by state and the wasted epochs.
+    print("\n".join(line for line in launched.stdout.splitlines()
+                    if "finished in this launch" in line or line.startswith("Wasted epochs")))
     evaluated = subprocess.run([*HPO, "evaluate", "mnist-mlp"], cwd=folder, env=env, check=True,
                                capture_output=True, text=True)
     print(evaluated.stdout.strip(), flush=True)

@@ -70,7 +70,8 @@ def test_question_2_the_origin_is_a_saddle_point() -> None:
                 return F.binary_cross_entropy_with_logits(output, y)
             return F.mse_loss(output, y)
 
-        hessian = torch.autograd.functional.hessian(scalar_loss, torch.zeros(2, dtype=torch.float64))
+        origin = torch.zeros(2, dtype=torch.float64)
+        hessian = torch.autograd.functional.hessian(scalar_loss, origin)
         eigenvalues = torch.linalg.eigvalsh(hessian)
         assert eigenvalues[0] < -1e-3 < 1e-3 < eigenvalues[1], (loss, eigenvalues)
 

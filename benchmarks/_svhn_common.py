@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hpo import backbones
+from hpo.train import backbones
 from hpo.data import svhn
 
 # --- Command line ----------------------------------------------------------------------------

@@ -1,11 +1,11 @@
 """Per-backbone cost: seconds per SVHN epoch of each backbone, full fine-tuning and head-only.
 
-For each of lenet5, alexnet, vgg16, resnet18, resnet50 and resnet101 (hpo.backbones.build, with
+For each of lenet5, alexnet, vgg16, resnet18, resnet50 and resnet101 (hpo.train.backbones.build, with
 a 10-class head), on the same SVHN images, batch 32 (--batch-size):
 
 - full:      model.train(), forward, cross-entropy, backward and a fused Adam step (lr 1e-3) on
-             every parameter, as a full fine-tuning trial does in hpo.training.fit;
-- head-only: the backbone alone (hpo.backbones.feature_extractor), eval mode, no_grad: what
+             every parameter, as a full fine-tuning trial does in hpo.train.loop.fit;
+- head-only: the backbone alone (hpo.train.backbones.feature_extractor), eval mode, no_grad: what
              filling the feature cache costs per image, and what every epoch of a head-only
              trial cost before the cache (training the linear head on cached features is
              negligible next to it, see benchmarks/feature_cache.py).
@@ -16,7 +16,7 @@ needs at least 64; pass --input-size 224 to measure the seed's size). After 1 wa
 3 batches are timed (--batches); images per second is their images over their time, and
 seconds per epoch extrapolates that to the training split of a 25% SVHN subset
 (73257 * 0.25 * 0.75 = 13735 images; validation not included). On CUDA the batches run with
-bf16 autocast and channels_last, on the CPU in fp32, as hpo.training does.
+bf16 autocast and channels_last, on the CPU in fp32, as hpo.train.loop does.
 
 Uses SVHN from --data-dir/SVHN/train_32x32.mat when it is there; otherwise writes a generated
 train_32x32.mat in the real format to a temporary folder (tests.helpers.write_svhn). ImageNet
@@ -41,9 +41,9 @@ from benchmarks._svhn_common import (
     autocast, choose_weights, device_line, locate_svhn, make_parser, parse_args, precision,
     prepare, subset, timed, train_mat,
 )
-from hpo import backbones
+from hpo.train import backbones
 from hpo.data import svhn
-from hpo.training import make_optimizer
+from hpo.train.loop import make_optimizer
 
 NAMES = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet50", "resnet101"]
 SUBSET = 0.25

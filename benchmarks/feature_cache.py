@@ -1,7 +1,7 @@
 """Feature cache: a 5-epoch head-only ResNet-18 trial with a warm feature cache against none.
 
 Both arms train the same fresh linear head (same initialization, same batch order) with
-hpo.training.fit: Adam lr 1e-3, batch 64, 5 epochs, each followed by validation, on the same
+hpo.train.loop.fit: Adam lr 1e-3, batch 64, 5 epochs, each followed by validation, on the same
 SVHN subset (default 512 images, split 75% train / 25% validation as hpo splits a subset), with
 the backbone at 224 px (--input-size):
 
@@ -11,7 +11,7 @@ the backbone at 224 px (--input-size):
               cost before the cache, as in the seed; it runs in hpo's own loop, so that the
               speed-up is the cache's doing and not the loop's;
 - warm cache: the features were computed once before timing and stored by
-              hpo.features.FeatureCache (in a temporary folder); fit trains an nn.Linear head on
+              hpo.train.features.FeatureCache (in a temporary folder); fit trains an nn.Linear head on
               them with transform ``x.float()``, as studies/svhn_backbone.py's train() does for
               finetune == "head".
 
@@ -39,10 +39,10 @@ from torch import nn
 from benchmarks._svhn_common import (
     choose_weights, device_line, locate_svhn, make_parser, parse_args, prepare, timed, train_mat,
 )
-from hpo import backbones
+from hpo.train import backbones
 from hpo.data import Splits, fingerprint, svhn
-from hpo.features import FeatureCache, extract
-from hpo.training import fit
+from hpo.train.features import FeatureCache, extract
+from hpo.train.loop import fit
 
 BACKBONE = "resnet18"
 BATCH_SIZE = 64
@@ -81,7 +81,7 @@ def new_head(in_features: int, device: torch.device) -> nn.Linear:
 
 
 def cache_key(root: Path, subset: float, weights: str, input_size: int) -> dict:
-    """The key hpo.features.frozen_features uses for this trial's features."""
+    """The key hpo.train.features.frozen_features uses for this trial's features."""
     mean, std = backbones.mean_std(weights)
     return {
         "backbone": BACKBONE,

@@ -31,12 +31,12 @@ from torch import nn
 def svhn_trial(device: str, epochs: int, subset: float) -> None:
     import optuna
 
-    from hpo import backbones
-    from hpo.launcher import prepare_launch
-    from hpo.storage import open_storage
-    from hpo.trial_run import RunSettings
-    from hpo.worker import LocalBudget, Worker, WorkerConfig
-    from tests.helpers import make_request
+    from hpo.run import launch
+    from hpo.run.budget import LocalBudget
+    from hpo.run.devices import WorkerSlot
+    from hpo.run.worker import Worker
+    from hpo.train import backbones
+    from tests.helpers import make_spec
 
     seen: dict[str, Any] = {}
     build = backbones.build
@@ -66,17 +66,12 @@ def svhn_trial(device: str, epochs: int, subset: float) -> None:
         for label, mixed in (("bf16", True), ("fp32", False)):
             seen.clear()
             name = f"svhn-{label}"
-            request = make_request(url, definition="svhn-backbone", study_name=name,
-                                   synthetic=True, epochs=epochs, options=options, trials=1,
-                                   data_dir=scratch)
-            study, _, _, _ = prepare_launch(request, open_storage(url))
-            study.enqueue_trial(params)
-            config = WorkerConfig(
-                storage_url=url, study_name=name, definition="svhn-backbone", sampler="random",
-                pruner="none", device_label=device,
-                run=RunSettings(device=device, epochs=epochs, data_dir=scratch, synthetic=True,
-                                options=options, mixed_precision=mixed))
-            Worker(config, budget=LocalBudget(1)).run()
+            spec = make_spec(url, "svhn-backbone", study_name=name, synthetic=True,
+                             epochs=epochs, options=options, trials=1, data_dir=scratch,
+                             mixed_precision=mixed)
+            launch.prepare(spec, launch.open_for(spec)).study.enqueue_trial(params)
+            slot = WorkerSlot(0, "cpu" if device == "cpu" else "cuda:0", "0", 1)
+            Worker(spec, slot, budget=LocalBudget(1)).run()
             trial = optuna.load_study(study_name=name, storage=url).trials[0]
             print(f"svhn_{label}_state={trial.state.name}")
             print(f"svhn_{label}_device={trial.user_attrs.get('device')}")
@@ -129,7 +124,7 @@ def _seed_pipeline_epoch(root: Path, device: torch.device) -> tuple[float, float
 
 def _hpo_epoch(root: Path, device: torch.device) -> tuple[float, float]:
     from hpo.data import mnist
-    from hpo.training import fit
+    from hpo.train.loop import fit
     from studies.mnist_mlp import BASELINE, build_model
 
     splits = mnist.load_splits(root, synthetic=False, device=device)

@@ -7,7 +7,7 @@ first-use warm-up (allocator, kernels) in the figure:
 
 - seed:  torchvision MNIST with ToTensor + Normalize, random_split, a shuffling DataLoader, and
          .item() per validation batch, as in the report;
-- hpo:   hpo.training.fit: the split as one tensor on the device, batches by randperm index,
+- hpo:   hpo.train.loop.fit: the split as one tensor on the device, batches by randperm index,
          fused Adam(W), one host sync per epoch.
 
 Uses MNIST from --data-dir when it is there; otherwise writes MNIST-format files of the same
@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, random_split
 
 from hpo.data import mnist
-from hpo.training import fit
+from hpo.train.loop import fit
 from studies.mnist_mlp import build_seed_model
 
 

@@ -15,7 +15,7 @@ the way images reach the network differs:
             DataLoader(batch_size=64, shuffle=True), as in the seed report.
 
 Each path first runs two warm-up training steps, then one timed epoch (training only, no
-validation). On CUDA both use bf16 autocast and channels_last, as hpo.training does, so the
+validation). On CUDA both use bf16 autocast and channels_last, as hpo.train.loop does, so the
 model's arithmetic is the same in both and the ratio is the input pipeline's doing; on the CPU
 both run in fp32. The input pipeline alone (no model) is timed too, and the two pipelines'
 inputs are compared on a few images to show that they feed the network the same thing.
@@ -49,9 +49,9 @@ from benchmarks._svhn_common import (
     autocast, choose_weights, device_line, locate_svhn, make_parser, parse_args, precision,
     prepare, subset, timed, train_mat,
 )
-from hpo import backbones
+from hpo.train import backbones
 from hpo.data import svhn
-from hpo.training import make_optimizer
+from hpo.train.loop import make_optimizer
 
 BACKBONE = "resnet18"
 INPUT_SIZE = 224

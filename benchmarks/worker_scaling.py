@@ -24,10 +24,10 @@ from pathlib import Path
 
 import optuna
 
-import studies
-from hpo import study_store
+from hpo import registry
 from hpo.definition import suggest
-from hpo.storage import open_storage
+from hpo.storage import records as study_store
+from hpo.storage.database import open_storage
 from hpo.settings import cpu_count
 
 
@@ -36,7 +36,7 @@ def draw_params(study: str, n: int, seed: int) -> list[dict]:
     params = []
     for _ in range(n):
         trial = sampler_study.ask()
-        params.append(suggest(trial, studies.get(study).search_space))
+        params.append(suggest(trial, registry.resolve(study).definition.search_space))
         sampler_study.tell(trial, 0.0)
     return params
 
@@ -47,8 +47,9 @@ def run(study_name: str, workers: int, params: list[dict], epochs: int, folder: 
     # The study is created as hpo creates it (with the seed baseline enqueued first), then
     # the drawn trials are queued behind it, so every run trains exactly the same trials.
     storage = open_storage(url)
-    study, _ = study_store.create_or_resume(storage, studies.get(study_name), "scaling",
-                                            synthetic=True, config={})
+    study, _ = study_store.create_or_resume(storage, registry.resolve(study_name).definition,
+                                            "scaling", synthetic=True,
+                                            spec={"study": study_name})
     for p in params:
         study.enqueue_trial(p)
     started = time.perf_counter()

@@ -1,14 +1,19 @@
-"""What a study file in ``studies/`` declares: the :class:`StudyDefinition`.
+"""What a study file declares: a :class:`StudyDefinition`, and the :class:`Dataset` it trains on.
 
-A definition names its dataset, its search space and how a trial trains (the objective), plus
-the defaults a plain ``hpo launch NAME`` runs with. The engine does everything else: storage,
-workers, pruning, progress, checkpoints.
+A definition names its data, its search space and how a trial trains (the objective), plus the
+defaults a plain ``hpo launch STUDY`` runs with. hpo does everything else: storage, workers,
+pruning, progress, checkpoints, evaluation. See the README's "Your own study" for a complete
+example, and ``examples/digits_study.py`` for one that runs.
+
+This module imports neither torch nor the datasets, so listing studies and reading results stay
+fast; torch appears only in type annotations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -22,26 +27,65 @@ from optuna.distributions import (
 if TYPE_CHECKING:
     import torch
 
-    from hpo.trial_run import TrialRun
+    from hpo.train.trial_run import TrialRun
 
 # Marks the trial enqueued from StudyDefinition.baseline.
 BASELINE_ATTR = "baseline"
+DIRECTIONS = ("maximize", "minimize")
 
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("hyperband", "asha", "median", "none")
+
+@dataclass(frozen=True)
+class Splits:
+    """Train and validation tensors of a dataset, on one device. The test split is kept apart:
+    only ``hpo evaluate`` reads it (see :attr:`Dataset.load_test`)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Where a study's examples come from, as tensors.
+
+    hpo calls ``load_splits`` once per worker process and moves the result to the worker's
+    device, where trials draw batches from it by index (see :meth:`TrialRun.splits`). Return
+    CPU tensors; inputs may be any dtype the model's first layer accepts (uint8 images are
+    fine if the model or a ``transform`` scales them).
+    """
+
+    name: str
+    # (data_dir, options) -> train and validation splits. data_dir is --data-dir (or
+    # HPO_DATA_DIR); options are the study's launch options (StudyDefinition.options).
+    load_splits: Callable[[Path, Mapping[str, Any]], Splits]
+    # (data_dir, options) -> (inputs, labels) of the held-out test split.
+    load_test: Callable[[Path, Mapping[str, Any]], tuple[torch.Tensor, torch.Tensor]]
+    # Checks (or downloads) the files before any trial starts; raises hpo.HpoError with one
+    # sentence naming the missing file and the fix.
+    prepare: Callable[[Path], None] | None = None
+    # Identifies the files the data came from (for caches keyed on the data).
+    fingerprint: Callable[[Path], str] | None = None
+    # Generated data of the same shapes, for ``--synthetic`` smoke runs.
+    synthetic: Dataset | None = None
 
 
 @dataclass(frozen=True)
 class StudyDefinition:
+    """A study: its data, its search space, how one trial trains, and its launch defaults."""
+
     name: str
     summary: str
-    dataset: str  # a name known to hpo.datasets: "mnist" or "svhn"
-    # Maps a trial to keyword arguments and trains; returns the validation metric.
+    # A Dataset, or the name of a built-in one: "mnist" or "svhn".
+    dataset: str | Dataset
+    # Suggests params on the trial, trains with ``run.fit`` (or its own loop, reporting each
+    # epoch with ``run.report``), and returns the validation metric.
     objective: Callable[[optuna.Trial, TrialRun], float]
     # Every parameter the objective may suggest (the union, for conditional spaces). Used to
     # check that an existing study is compatible before any trial is added to it.
     search_space: Mapping[str, BaseDistribution]
-    # Rebuilds the trained network from a trial's params, to evaluate a checkpoint.
+    # Rebuilds the trained network from a trial's params, to evaluate its checkpoint.
     build_model: Callable[[Mapping[str, Any]], torch.nn.Module]
     # Per-batch input transform on the device (resize, normalize) for a trial's params and the
     # study's options, if the data needs one; used to evaluate a checkpoint on the test set.
@@ -55,12 +99,12 @@ class StudyDefinition:
     pruner: str = "hyperband"
     # Grid for --sampler grid: every searched parameter must have a list of values.
     grid: Mapping[str, Sequence[Any]] | None = None
-    # Params enqueued once when the study is created, so it always shows the seed's result.
+    # Params enqueued once when the study is created, so it always shows a known result.
     # The baseline is never pruned, and its learning curve is a reference for the others.
     baseline: Mapping[str, Any] | None = None
-    # Pruning guards that work from the first trial (see hpo.pruning): a trial whose metric is
-    # worse than ``floor`` after any epoch, or more than ``baseline_margin`` behind the
-    # baseline's value at the same epoch, is pruned before the peer-ranking pruner is asked.
+    # Pruning guards that work from the first trial (see hpo.search.pruning): a trial whose
+    # metric is worse than ``floor`` after any epoch, or more than ``baseline_margin`` behind
+    # the baseline's value at the same epoch, is pruned before the peer-ranking pruner is asked.
     floor: float | None = None
     baseline_margin: float | None = None
     # Epochs a trial that passes the guards trains before the peer-ranking pruner first ranks
@@ -72,21 +116,46 @@ class StudyDefinition:
     check_ready: Callable[[Mapping[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
+        from hpo.search.algorithms import PRUNERS, SAMPLERS
+
+        where = f"study {self.name!r}"
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"A study definition needs a non-empty name, not {self.name!r}.")
+        if not callable(self.objective):
+            raise ValueError(f"The objective of {where} is not callable.")
+        if not isinstance(self.dataset, (str, Dataset)):
+            raise ValueError(f"The dataset of {where} must be a hpo.Dataset or the name of a "
+                             f"built-in one, not {type(self.dataset).__name__}.")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"The direction of {where} must be maximize or minimize, not "
+                             f"{self.direction!r}.")
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {self.sampler!r} in study {self.name!r}.")
+            raise ValueError(f"Unknown sampler {self.sampler!r} in {where}: use one of "
+                             f"{', '.join(SAMPLERS)}.")
         if self.pruner not in PRUNERS:
-            raise ValueError(f"Unknown pruner {self.pruner!r} in study {self.name!r}.")
+            raise ValueError(f"Unknown pruner {self.pruner!r} in {where}: use one of "
+                             f"{', '.join(PRUNERS)}.")
+        if self.epochs < 1 or self.trials < 1:
+            raise ValueError(f"The epochs and trials of {where} must be at least 1.")
         if self.grid is not None:
             missing = set(self.search_space) - set(self.grid)
             if missing:
-                raise ValueError(f"Grid of study {self.name!r} lacks {sorted(missing)}.")
+                raise ValueError(f"The grid of {where} lacks {sorted(missing)}.")
         if self.min_epochs_before_ranking < 1:
-            raise ValueError(f"min_epochs_before_ranking of study {self.name!r} must be at "
-                             f"least 1, not {self.min_epochs_before_ranking}.")
+            raise ValueError(f"min_epochs_before_ranking of {where} must be at least 1, not "
+                             f"{self.min_epochs_before_ranking}.")
         if self.baseline is not None:
             unknown = set(self.baseline) - set(self.search_space)
             if unknown:
-                raise ValueError(f"Baseline of study {self.name!r} has unknown {sorted(unknown)}.")
+                raise ValueError(f"The baseline of {where} has unknown {sorted(unknown)}.")
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset if isinstance(self.dataset, str) else self.dataset.name
 
     @property
     def grid_size(self) -> int | None:
@@ -96,6 +165,11 @@ class StudyDefinition:
         for values in self.grid.values():
             size *= len(values)
         return size
+
+
+def is_better(value: float, than: float, *, maximize: bool) -> bool:
+    """Whether ``value`` beats ``than`` for a study in this direction (ties do not)."""
+    return value > than if maximize else value < than
 
 
 def suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:

@@ -1,29 +1,6 @@
-"""The study definitions hpo knows, by name.
+"""hpo's built-in studies, written exactly as a user's own study would be.
 
-Adding a study: write one file in this folder that builds a :class:`hpo.StudyDefinition`, then
-add it to ``_ALL`` below. Nothing else needs to change.
+Each file builds :class:`hpo.StudyDefinition` objects; ``pyproject.toml`` registers them in the
+``hpo.studies`` entry-point group, the same way any installed package publishes its studies.
+hpo itself never imports this package: it finds these studies through the entry points.
 """
-
-from __future__ import annotations
-
-from hpo.definition import StudyDefinition
-from studies import logreg_loss, mnist_mlp, svhn_backbone
-
-_ALL: list[StudyDefinition] = [
-    mnist_mlp.STUDY,
-    mnist_mlp.SEED_PRESET,
-    logreg_loss.STUDY,
-    svhn_backbone.STUDY,
-    svhn_backbone.SEED_PRESET,
-]
-
-REGISTRY: dict[str, StudyDefinition] = {definition.name: definition for definition in _ALL}
-
-
-def names() -> list[str]:
-    return list(REGISTRY)
-
-
-def get(name: str) -> StudyDefinition:
-    """The definition called ``name``; KeyError if there is none."""
-    return REGISTRY[name]

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hpo.definition import StudyDefinition, suggest
+from hpo import StudyDefinition, suggest
 
 SEARCH_SPACE = {
     "loss": CategoricalDistribution(["cross_entropy", "mse"]),
@@ -32,7 +32,7 @@ SEARCH_SPACE = {
 
 
 def build_model(params: Mapping[str, Any]):
-    from hpo.models import MLP
+    from hpo.train.models import MLP
 
     return MLP(28 * 28, [], 10)
 

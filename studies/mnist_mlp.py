@@ -8,7 +8,7 @@ with the seed's own recipe.
 
 Why the space and the recipe are what they are. Measured on real MNIST (48k train / 12k
 validation, test on the 10k test images), on the 2-core CPU we develop on, one run each, with
-the loop in hpo.training:
+the loop in hpo.train.loop:
 
 - **Standardized input.** The data arrive in [-1, 1] as the seed normalized them; the model's
   first layer rescales them to zero mean and unit variance. 1024x1024, dropout 0.2, 12 epochs,
@@ -34,7 +34,7 @@ the loop in hpo.training:
   (96.38% validation, 1024x1024 96.37%). Networks over 2M weights (three or four wide layers)
   are refused at once as too slow per epoch: the trial ends PRUNED before it trains. The best
   trials of both seeds above were two layers of 800-950 units (0.9-1.5M weights).
-- **Pruning from the first trial** (hpo.pruning): below 50% after any epoch, or more than one
+- **Pruning from the first trial** (hpo.search.pruning): below 50% after any epoch, or more than one
   point behind the baseline's curve at the same epoch, a trial stops; a slow starter that ends
   level with the baseline (1024x1024, dropout 0.5, lr 3e-4) stayed within 0.8 points of it at
   every epoch, so the margin does not cut such curves.
@@ -55,7 +55,7 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hpo.definition import StudyDefinition, suggest
+from hpo import StudyDefinition, suggest
 
 SEARCH_SPACE = {
     "lr": FloatDistribution(1e-4, 1e-2, log=True),
@@ -87,7 +87,7 @@ def hidden_widths(width: int, depth: int, shape: str) -> list[int]:
 
 
 def build_model(params: Mapping[str, Any]):
-    from hpo.models import MLP
+    from hpo.train.models import MLP
 
     widths = hidden_widths(params["width"], params["depth"], params["shape"])
     return MLP(28 * 28, widths, 10, dropout=params.get("dropout", 0.0),
@@ -140,7 +140,7 @@ SEED_SEARCH_SPACE = {"lr": CategoricalDistribution(SEED_LEARNING_RATES)}
 
 def build_seed_model(params: Mapping[str, Any]):
     """The seed's network as the seed trained it: inputs in [-1, 1], no dropout."""
-    from hpo.models import MLP
+    from hpo.train.models import MLP
 
     return MLP(28 * 28, hidden_widths(256, 4, "funnel"), 10)
 

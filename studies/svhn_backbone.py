@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hpo.definition import StudyDefinition
+from hpo import StudyDefinition
 
 BACKBONES = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet50", "resnet101"]
 BATCH_SIZES = [32, 64, 128, 256]
@@ -42,9 +42,9 @@ def resolved(params: Mapping[str, Any]) -> dict[str, Any]:
 def train(run, *, backbone: str, finetune: str, input_size: int, lr: float,
           batch_size: int) -> float:
     """Fine-tune ``backbone`` on SVHN and return its validation accuracy."""
-    from hpo import backbones
+    from hpo.train import backbones
     from hpo.data.svhn import batch_transform
-    from hpo.features import frozen_features
+    from hpo.train.features import frozen_features
     from torch import nn
 
     weights = "none" if backbone == "lenet5" else run.options.get("weights", "imagenet")
@@ -70,7 +70,7 @@ def train(run, *, backbone: str, finetune: str, input_size: int, lr: float,
 
 
 def objective(trial: optuna.Trial, run) -> float:
-    from hpo.backbones import BACKBONES as SPECS
+    from hpo.train.backbones import BACKBONES as SPECS
 
     backbone = trial.suggest_categorical("backbone", BACKBONES)
     spec = SPECS[backbone]
@@ -87,13 +87,13 @@ def objective(trial: optuna.Trial, run) -> float:
 
 
 def build_model(params: Mapping[str, Any]):
-    from hpo import backbones
+    from hpo.train import backbones
 
     return backbones.build(params["backbone"], weights="none")
 
 
 def input_transform(params: Mapping[str, Any], options: Mapping[str, Any]):
-    from hpo import backbones
+    from hpo.train import backbones
     from hpo.data.svhn import batch_transform
 
     p = resolved(params)
@@ -102,7 +102,7 @@ def input_transform(params: Mapping[str, Any], options: Mapping[str, Any]):
 
 
 def check_ready(options: Mapping[str, Any], backbones_used: list[str] = BACKBONES) -> None:
-    from hpo import backbones
+    from hpo.train import backbones
 
     if options.get("weights", "imagenet") == "imagenet":
         backbones.ensure_weights(backbones_used)

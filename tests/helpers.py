@@ -38,42 +38,33 @@ def copy_of_mnist(source: Path, target: Path) -> Path:
     return raw
 
 
-def make_request(storage_url: str, definition: str = "mnist-mlp", **overrides: Any):
-    """A LaunchRequest with small, fast settings; override any field."""
-    from hpo.devices import WorkerSlot
-    from hpo.launcher import LaunchRequest
+def make_spec(storage_url: str, study: str = "mnist-mlp", **overrides: Any):
+    """A LaunchSpec with small, fast settings; override any field."""
+    from hpo import registry
+    from hpo.run.devices import WorkerSlot
+    from hpo.spec import LaunchSpec
 
+    definition = registry.resolve(study).definition
     fields: dict[str, Any] = dict(
-        definition_name=definition, study_name=definition, storage_url=storage_url,
-        slots=[WorkerSlot(0, "cpu", "", 1)], trials=2, sampler="random", pruner="none",
-        epochs=1, seed=0, synthetic=False, data_dir="data", options={},
-        heartbeat_interval=1, grace_period=3, artifact_dir=None, keep_checkpoints=0,
+        study=registry.resolve(study).reference, definition=definition.name,
+        study_name=definition.name, storage_url=storage_url,
+        slots=(WorkerSlot(0, "cpu", "", 1),), trials=2, sampler="random", pruner="none",
+        epochs=1, seed=0, synthetic=False, data_dir="data", options=dict(definition.options),
+        total=None, heartbeat_interval=1, grace_period=3, artifact_dir=None, keep_checkpoints=0,
     )
     fields.update(overrides)
-    return LaunchRequest(**fields)
+    return LaunchSpec(**fields)
 
 
-def run_inline(request, *, worker_trials: int | None = None):
+def run_inline(spec, *, worker_trials: int | None = None):
     """Create or resume the study and run one worker in this process (no subprocesses)."""
-    from hpo.launcher import prepare_launch
-    from hpo.storage import open_storage
-    from hpo.trial_run import RunSettings
-    from hpo.worker import LocalBudget, Worker, WorkerConfig
+    from hpo.run import launch
+    from hpo.run.budget import LocalBudget
+    from hpo.run.worker import Worker
 
-    storage = open_storage(request.storage_url, heartbeat_interval=request.heartbeat_interval,
-                           grace_period=request.grace_period)
-    study, _, budget, _ = prepare_launch(request, storage)
-    config = WorkerConfig(
-        storage_url=request.storage_url, study_name=request.study_name,
-        definition=request.definition_name, sampler=request.sampler, pruner=request.pruner,
-        run=RunSettings(device="cpu", epochs=request.epochs, data_dir=request.data_dir,
-                        synthetic=request.synthetic, options=request.options, seed=request.seed),
-        sampler_seed=request.seed, heartbeat_interval=request.heartbeat_interval,
-        grace_period=request.grace_period, total=request.total,
-        artifact_dir=request.artifact_dir, keep_checkpoints=request.keep_checkpoints,
-    )
-    worker = Worker(config, budget=LocalBudget(worker_trials if worker_trials is not None
-                                               else budget))
+    prepared = launch.prepare(spec, launch.open_for(spec))
+    budget = LocalBudget(worker_trials if worker_trials is not None else prepared.budget)
+    worker = Worker(spec, spec.slots[0], budget=budget)
     worker.run()
     return worker.study
 

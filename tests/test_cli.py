@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from tests.helpers import copy_of_mnist, make_request, run_inline
+from tests.helpers import copy_of_mnist, make_spec, run_inline
 
 runner = CliRunner()
 
@@ -52,17 +52,52 @@ def test_every_command_has_help(command: str) -> None:
 def test_studies_lists_every_definition_and_preset() -> None:
     result = invoke("studies")
     assert result.exit_code == 0
-    lines = result.stdout.strip().splitlines()
-    names = [line.split()[0] for line in lines]
-    assert names == ["mnist-mlp", "mnist-mlp-seed", "logreg-loss", *names[3:]]
-    assert "grid/none, 5 epochs, 3 trials" in lines[1]
+    lines = dict(line.split(maxsplit=1) for line in result.stdout.strip().splitlines())
+    assert list(lines) == ["logreg-loss", "mnist-mlp", "mnist-mlp-seed", "svhn-backbone",
+                           "svhn-seed"]
+    assert lines["mnist-mlp"].endswith("[tpe/asha, 10 epochs, 50 trials]")
+    assert lines["mnist-mlp-seed"].endswith("[grid/none, 5 epochs, 3 trials]")
+    assert lines["svhn-seed"].startswith("the seed's comparison: 5 ImageNet backbones")
+
+
+READ_ONLY = """
+import sys
+from hpo.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print("torch imported" if "torch" in sys.modules else "no torch", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("command", [["status"], ["best", "s"], ["trials", "s"],
+                                     ["export", "s"], ["status", "s"]])
+def test_read_only_commands_never_import_torch(command: list[str], tmp_path: Path) -> None:
+    """Reading a study must stay fast (under 1 s): torch alone takes seconds to import."""
+    import subprocess
+    import sys
+
+    from optuna.distributions import FloatDistribution
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    study.set_user_attr("metric", "val_accuracy")
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)}, value=0.9))
+    done = subprocess.run([sys.executable, "-c", READ_ONLY, *command, "--storage", url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith("no torch"), done.stderr
+    assert "0.9" in done.stdout
 
 
 def test_unknown_study_names_the_known_ones() -> None:
-    result = invoke("launch", "mnist-cnn")
-    assert result.exit_code == 2
-    assert "unknown study 'mnist-cnn'" in result.stderr
-    assert "mnist-mlp, mnist-mlp-seed, logreg-loss" in result.stderr
+    result = invoke("launch", "mnist-cnn", "--trials", "1", "--epochs", "1")
+    assert_user_error(result, "Unknown study 'mnist-cnn': choose one of logreg-loss, mnist-mlp, "
+                              "mnist-mlp-seed, svhn-backbone, svhn-seed (see 'hpo studies'), or "
+                              "give a file (my_study.py) or a module (mypkg.studies:NAME).")
 
 
 @pytest.mark.parametrize("trials", ["0", "-3"])
@@ -148,7 +183,7 @@ def test_study_made_outside_hpo_is_refused(tmp_path: Path) -> None:
 
 def test_incompatible_search_space_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    run_inline(make_request(url, trials=1, synthetic=True, epochs=1))
+    run_inline(make_spec(url, trials=1, synthetic=True, epochs=1))
     study = optuna.load_study(study_name="mnist-mlp", storage=url)
     study.add_trial(optuna.trial.create_trial(
         params={"momentum": 0.9}, value=0.5,
@@ -161,14 +196,16 @@ def test_incompatible_search_space_is_refused(tmp_path: Path) -> None:
 
 def test_synthetic_and_real_trials_never_mix(tmp_path: Path, mnist_dir: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    run_inline(make_request(url, trials=1, data_dir=str(mnist_dir)))
-    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    run_inline(make_spec(url, trials=1, data_dir=str(mnist_dir)))
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url, "--trials", "1",
+                    "--epochs", "1")
     assert_user_error(result, "real mnist data", "--synthetic would mix")
 
-    run_inline(make_request(url, study_name="smoke", trials=1, synthetic=True))
+    run_inline(make_spec(url, study_name="smoke", trials=1, synthetic=True))
+    # Launched again without --synthetic, a study keeps the data its spec records.
     result = invoke("launch", "mnist-mlp", "--study-name", "smoke", "--storage", url,
-                    "--data-dir", str(mnist_dir))
-    assert_user_error(result, "synthetic data", "add --synthetic")
+                    "--data-dir", str(mnist_dir), "--dry-run")
+    assert result.exit_code == 0 and "data:     synthetic" in result.stdout
 
 
 def test_grid_sampler_needs_a_grid_only_where_there_is_none(sqlite_url: str) -> None:
@@ -182,7 +219,7 @@ def test_grid_sampler_needs_a_grid_only_where_there_is_none(sqlite_url: str) -> 
 def test_read_commands_on_missing_database_and_study(tmp_path: Path, sqlite_url: str) -> None:
     result = invoke("status", "--storage", f"sqlite:///{tmp_path / 'nothing.db'}")
     assert_user_error(result, "There is no hpo database")
-    run_inline(make_request(sqlite_url, trials=1, synthetic=True))
+    run_inline(make_spec(sqlite_url, trials=1, synthetic=True))
     for args in (["best", "nope"], ["export", "nope"], ["status", "nope"]):
         result = invoke(*args, "--storage", sqlite_url)
         assert_user_error(result, "no study named 'nope'", "mnist-mlp")
@@ -195,7 +232,7 @@ def test_best_without_completed_trial(sqlite_url: str) -> None:
 
 
 def test_export_to_missing_folder(sqlite_url: str, tmp_path: Path) -> None:
-    run_inline(make_request(sqlite_url, trials=1, synthetic=True))
+    run_inline(make_spec(sqlite_url, trials=1, synthetic=True))
     result = invoke("export", "mnist-mlp", "--storage", sqlite_url,
                     "--output", str(tmp_path / "nope" / "x.csv"))
     assert_user_error(result, "does not exist")

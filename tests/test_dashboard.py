@@ -15,8 +15,8 @@ from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from hpo.dashboard import create_server
-from tests.helpers import hpo_process, make_request, run_inline, wait_for
+from hpo.results.dashboard import create_server
+from tests.helpers import hpo_process, make_spec, run_inline, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,7 +42,7 @@ def responds(url: str) -> bool:
 def mixed_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, optuna.Study]:
     """A study with complete trials from real workers, plus a pruned and a failed one."""
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    study = run_inline(make_request(url, trials=2, epochs=2, data_dir=str(mnist_dir)))
+    study = run_inline(make_spec(url, trials=2, epochs=2, data_dir=str(mnist_dir)))
     distributions = study.trials[0].distributions
     params = dict(study.trials[0].params)
     study.add_trial(create_trial(state=TrialState.PRUNED, params=params,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.data import load_splits, load_test, mnist, split_indices
+from hpo.data import builtin, load_splits, load_test, mnist, split_indices
 from hpo.errors import HpoError
 from tests.helpers import copy_of_mnist, write_idx
 
@@ -43,7 +43,7 @@ def test_mismatched_files_are_refused(tmp_path: Path, mnist_dir: Path) -> None:
 
 
 def test_splits_follow_the_seed_report(mnist_dir: Path) -> None:
-    splits = load_splits("mnist", mnist_dir, synthetic=False, device="cpu")
+    splits = load_splits(builtin("mnist"), mnist_dir, device="cpu")
     # 80/20 of the 5000 generated training images; inputs flattened and scaled to [-1, 1].
     assert splits.train_x.shape == (4000, 784) and splits.val_x.shape == (1000, 784)
     assert splits.train_x.dtype == torch.float32
@@ -63,14 +63,14 @@ def test_split_is_fixed_and_disjoint() -> None:
 
 
 def test_test_split_is_separate(mnist_dir: Path) -> None:
-    x, y = load_test("mnist", mnist_dir, synthetic=False, device="cpu")
+    x, y = load_test(builtin("mnist"), mnist_dir, device="cpu")
     assert x.shape == (500, 784) and y.shape == (500,)
 
 
 def test_synthetic_mnist_has_mnist_shapes_and_sizes() -> None:
-    splits = load_splits("mnist", Path("unused"), synthetic=True, device="cpu")
+    splits = load_splits(builtin("mnist").synthetic, Path("unused"), device="cpu")
     assert splits.train_x.shape == (48_000, 784) and splits.val_x.shape == (12_000, 784)
-    x, y = load_test("mnist", Path("unused"), synthetic=True, device="cpu")
+    x, y = load_test(builtin("mnist").synthetic, Path("unused"), device="cpu")
     assert x.shape == (10_000, 784)
     assert set(torch.unique(splits.train_y).tolist()) == set(range(10))
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from hpo.devices import plan_workers, visible_gpus
+from hpo.run.devices import plan_workers, visible_gpus
 from hpo.errors import HpoError
 
 runner = CliRunner()

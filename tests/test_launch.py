@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from hpo.worker import counted_finished
+from hpo.run.worker import counted_finished
 
 runner = CliRunner()
 
@@ -79,7 +79,7 @@ def test_synthetic_launch_from_the_issue(tmp_path: Path) -> None:
 
 
 def test_sqlite_storage_uses_wal(tmp_path: Path) -> None:
-    from hpo.storage import open_storage
+    from hpo.storage.database import open_storage
 
     db = tmp_path / "hpo.db"
     open_storage(f"sqlite:///{db}")

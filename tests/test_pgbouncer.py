@@ -22,9 +22,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from hpo.trial_run import RunSettings
-from hpo.worker import LocalBudget, Worker, WorkerConfig, counted_finished
-from tests.helpers import make_request, run_inline
+from hpo.run.budget import LocalBudget
+from hpo.run.worker import Worker, counted_finished
+from tests.helpers import make_spec, run_inline
 from tests.postgres import PASSWORD, USER, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -129,12 +129,10 @@ def test_sixteen_workers_through_pgbouncer(pgbouncer: PgBouncer, postgres_server
     torch, and the database sees the same clients either way."""
     url = pgbouncer.url()
     # The study, created through PgBouncer like everything else.
-    run_inline(make_request(url, definition="logreg-loss", trials=1, epochs=1,
-                            data_dir=str(mnist_dir), total=TOTAL))
-    config = WorkerConfig(storage_url=url, study_name="logreg-loss", definition="logreg-loss",
-                          sampler="random", pruner="none", total=TOTAL, keep_checkpoints=0,
-                          run=RunSettings(data_dir=str(mnist_dir), epochs=1))
-    workers = [Worker(config, budget=LocalBudget(None)) for _ in range(WORKERS)]
+    spec = make_spec(url, "logreg-loss", trials=1, epochs=1, data_dir=str(mnist_dir),
+                     total=TOTAL)
+    run_inline(spec)
+    workers = [Worker(spec, spec.slots[0], budget=LocalBudget(None)) for _ in range(WORKERS)]
     counted = [0] * WORKERS
     errors: list[BaseException] = []
 

@@ -15,13 +15,13 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-import studies
 from hpo.cli import app
 from hpo.definition import StudyDefinition
-from hpo.models import MLP
-from hpo.storage import open_storage
-from hpo.worker import LocalBudget, counted_finished
-from tests.helpers import hpo_process, make_request, run_inline, running_trials, wait_for
+from hpo.train.models import MLP
+from hpo.storage.database import open_storage
+from hpo.run.budget import LocalBudget
+from hpo.run.worker import counted_finished
+from tests.helpers import hpo_process, make_spec, run_inline, running_trials, wait_for
 from tests.postgres import PASSWORD
 from tests.test_faults import many_short_trials
 
@@ -58,7 +58,7 @@ def test_every_command_works_on_postgres(postgres_url: str, mnist_dir: Path,
     assert "hpo:***@127.0.0.1" in outputs[-1].stdout
     assert (tmp_path / "r" / "summary.md").exists()
 
-    from hpo.dashboard import start_in_background
+    from hpo.results.dashboard import start_in_background
     from tests.test_dashboard import free_port, responds
 
     dashboard = start_in_background(postgres_url, port=free_port())
@@ -79,7 +79,7 @@ def test_many_workers_many_short_trials_postgres(postgres_url: str, mnist_dir: P
 
 @pytest.mark.slow
 def test_total_stops_workers_on_every_machine(postgres_url: str, mnist_dir: Path) -> None:
-    run_inline(make_request(postgres_url, definition="logreg-loss", trials=1,
+    run_inline(make_spec(postgres_url, "logreg-loss", trials=1,
                             data_dir=str(mnist_dir)))
     workers = [hpo_process("worker", "logreg-loss", "--storage", postgres_url, "--total", "12",
                            "--data-dir", str(mnist_dir), "--keep-checkpoints", "0")
@@ -148,26 +148,23 @@ def _outage_objective(trial: optuna.Trial, run) -> float:
     return 0.7
 
 
-def test_worker_rides_out_database_outages(monkeypatch: pytest.MonkeyPatch,
-                                           restartable_postgres, mnist_dir: Path) -> None:
-    from hpo.launcher import prepare_launch
-    from hpo.trial_run import RunSettings
-    from hpo.worker import Worker, WorkerConfig
+OUTAGE_STUDY = StudyDefinition(
+    name="outage", summary="test", dataset="mnist", objective=_outage_objective,
+    search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda p: MLP(784, [], 10),
+    epochs=2, pruner="none", sampler="random")
 
-    definition = StudyDefinition(
-        name="outage", summary="test", dataset="mnist", objective=_outage_objective,
-        search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda p: MLP(784, [], 10),
-        epochs=2, pruner="none", sampler="random")
-    monkeypatch.setitem(studies.REGISTRY, "outage", definition)
+
+def test_worker_rides_out_database_outages(restartable_postgres, mnist_dir: Path) -> None:
+    from hpo.run import launch
+    from hpo.run.worker import Worker
+
     server = restartable_postgres
     url = server.url()
-    request = make_request(url, definition="outage", trials=3, data_dir=str(mnist_dir))
-    prepare_launch(request, open_storage(url))
-    worker = Worker(WorkerConfig(
-        storage_url=url, study_name="outage", definition="outage", sampler="random",
-        pruner="none", run=RunSettings(data_dir=str(mnist_dir), epochs=2),
-        heartbeat_interval=1, grace_period=30, outage_tolerance=60,
-    ), budget=LocalBudget(3))
+    spec = make_spec(url, "tests.test_postgres:OUTAGE_STUDY", trials=3, epochs=2,
+                     data_dir=str(mnist_dir), heartbeat_interval=1, grace_period=30,
+                     outage_tolerance=60)
+    launch.prepare(spec, launch.open_for(spec))
+    worker = Worker(spec, spec.slots[0], budget=LocalBudget(3))
     errors: list[BaseException] = []
 
     def run() -> None:

@@ -41,11 +41,12 @@ def test_the_seed_network_learns_real_mnist_past_95_percent_in_two_epochs(real_m
                                                                           ) -> None:
     """The baseline trial of mnist-mlp, through the study's own objective and recipe (batch
     256, a cosine decay over the two epochs): 95.7% validation when measured."""
-    from hpo.trial_run import RunSettings, TrialRun
+    from hpo.train.trial_run import TrialRun
     from studies.mnist_mlp import BASELINE, STUDY
+    from tests.helpers import make_spec
 
     trial = optuna.trial.FixedTrial(dict(BASELINE))
-    run = TrialRun(trial, STUDY, RunSettings(epochs=2, data_dir=str(real_mnist)))
+    run = TrialRun(trial, STUDY, make_spec("", "mnist-mlp", epochs=2, data_dir=str(real_mnist)))
     accuracy = STUDY.objective(trial, run)
     assert accuracy > 0.95
     assert run.epochs_run == 2

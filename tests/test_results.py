@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from hpo.checkpoints import CheckpointKeeper, load_checkpoint, saved_checkpoints
+from hpo.train.checkpoints import CheckpointKeeper, load_checkpoint, saved_checkpoints
 from hpo.cli import app
-from tests.helpers import make_request, run_inline
+from tests.helpers import make_spec, run_inline
 
 runner = CliRunner()
 
@@ -24,12 +24,12 @@ def finished_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, Path]:
     """A small real-format MNIST study with complete and pruned trials and checkpoints."""
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     artifacts = tmp_path / "artifacts"
-    request = make_request(url, trials=5, epochs=2, pruner="median", data_dir=str(mnist_dir),
+    request = make_spec(url, trials=5, epochs=2, pruner="median", data_dir=str(mnist_dir),
                            artifact_dir=str(artifacts), keep_checkpoints=2, sampler="tpe")
     study = run_inline(request)
     study.enqueue_trial({"lr": 0.1, "width": 256, "depth": 4, "shape": "funnel",
                          "dropout": 0.0})
-    run_inline(make_request(url, trials=1, epochs=2, pruner="median", data_dir=str(mnist_dir),
+    run_inline(make_spec(url, trials=1, epochs=2, pruner="median", data_dir=str(mnist_dir),
                             artifact_dir=str(artifacts), keep_checkpoints=2))
     return url, artifacts
 
@@ -62,7 +62,7 @@ def test_eviction_keeps_only_the_best_few(tmp_path: Path) -> None:
     assert len(list((tmp_path / "store").iterdir())) == 2
 
 
-def test_tampered_checkpoint_is_refused(finished_study) -> None:
+def test_tampered_checkpoint_is_refused(finished_study, mnist_dir: Path) -> None:
     url, artifacts = finished_study
     study = optuna.load_study(study_name="mnist-mlp", storage=url)
     number, meta = next(iter(saved_checkpoints(study).items()))
@@ -75,7 +75,8 @@ def test_tampered_checkpoint_is_refused(finished_study) -> None:
 
     (artifacts / meta["artifact_id"]).write_bytes(pickle.dumps(Payload()))
     result = runner.invoke(app, ["evaluate", "mnist-mlp", "--storage", url, "--trial",
-                                 str(number)], env={"HPO_ARTIFACT_DIR": str(artifacts)})
+                                 str(number), "--data-dir", str(mnist_dir)],
+                           env={"HPO_ARTIFACT_DIR": str(artifacts)})
     assert result.exit_code == 1
     assert "is not a plain weights file" in result.stderr and "--retrain" in result.stderr
 
@@ -123,15 +124,16 @@ def test_evaluate_bad_trials(finished_study, args, message) -> None:
 
 
 def test_evaluate_needs_a_completed_trial(tmp_path: Path) -> None:
-    import studies
-    from hpo import study_store
-    from hpo.storage import open_storage
+    from hpo import registry
+    from hpo.storage import records as study_store
+    from hpo.storage.database import open_storage
 
     url = f"sqlite:///{tmp_path / 'e.db'}"
-    study, _ = study_store.create_or_resume(open_storage(url), studies.get("mnist-mlp-seed"),
-                                            "empty", synthetic=True, config={})
+    seed_preset = registry.resolve("mnist-mlp-seed").definition
+    study, _ = study_store.create_or_resume(open_storage(url), seed_preset, "empty",
+                                            synthetic=True, spec={"study": "mnist-mlp-seed"})
     study.add_trial(optuna.trial.create_trial(
-        params={"lr": 0.1}, distributions={"lr": studies.get("mnist-mlp-seed").search_space["lr"]},
+        params={"lr": 0.1}, distributions={"lr": seed_preset.search_space["lr"]},
         state=optuna.trial.TrialState.PRUNED, intermediate_values={1: 0.1}))
     result = runner.invoke(app, ["evaluate", "empty", "--storage", url])
     assert result.exit_code == 1 and "no completed trial" in result.stderr
@@ -180,7 +182,7 @@ def test_trials_lists_filters_and_ranks(finished_study) -> None:
 
 def test_wasted_epochs_count_trials_that_end_below_the_baseline() -> None:
     from hpo.definition import BASELINE_ATTR
-    from hpo.results import wasted_epochs
+    from hpo.results.summary import wasted_epochs
 
     study = optuna.create_study(direction="maximize")
 

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from hpo.devices import plan_workers
-from hpo.launcher import _child_environment
+from hpo.run.devices import plan_workers
+from hpo.run.supervisor import _child_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 SLURM = ROOT / "deploy" / "slurm"

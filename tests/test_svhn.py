@@ -15,15 +15,15 @@ import torch
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-import studies
-from hpo import backbones
+from hpo.train import backbones
 from hpo.cli import app
 from hpo.data import Splits, svhn
 from hpo.errors import HpoError
-from hpo.features import FeatureCache
-from hpo.trial_run import RunSettings, TrialRun
+from hpo.train.features import FeatureCache
+from hpo import registry
+from hpo.train.trial_run import TrialRun
 from studies import svhn_backbone
-from tests.helpers import make_request, run_inline, write_svhn
+from tests.helpers import make_spec, run_inline, write_svhn
 
 runner = CliRunner()
 
@@ -146,10 +146,10 @@ def test_feature_cache_never_serves_a_file_written_for_another_key(tmp_path: Pat
 
 
 def test_seed_preset_lists_the_seed_trials() -> None:
-    seed = studies.get("svhn-seed")
+    seed = registry.resolve("svhn-seed").definition
     assert seed.grid == {"backbone": ["alexnet", "vgg16", "resnet18", "resnet50", "resnet101"]}
     assert (seed.sampler, seed.pruner, seed.epochs, seed.trials) == ("grid", "none", 5, 5)
-    full = studies.get("svhn-backbone")
+    full = registry.resolve("svhn-backbone").definition
     assert full.pruner == "hyperband" and set(full.search_space) == {
         "backbone", "finetune", "lr", "batch_size", "input_size"}
 
@@ -179,13 +179,13 @@ def test_head_only_trial_uses_imagenet_weights_and_the_cache(
         tmp_path: Path, svhn_dir: Path, unchecked, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPO_FEATURE_DIR", str(tmp_path / "features"))
     write_fake_imagenet_weights("resnet18")
-    settings = RunSettings(data_dir=str(svhn_dir), epochs=3,
-                           options={"subset": 1.0, "weights": "imagenet"})
-    definition = studies.get("svhn-backbone")
+    spec = make_spec("", "svhn-backbone", data_dir=str(svhn_dir), epochs=3,
+                     options={"subset": 1.0, "weights": "imagenet"})
+    definition = registry.resolve("svhn-backbone").definition
     timings = []
     for _ in range(2):
         trial = optuna.trial.FixedTrial({})
-        run = TrialRun(trial, definition, settings)
+        run = TrialRun(trial, definition, spec)
         started = time.perf_counter()
         value = svhn_backbone.train(run, backbone="resnet18", finetune="head", input_size=64,
                                     lr=1e-3, batch_size=64)
@@ -221,13 +221,12 @@ def test_weights_option_is_validated() -> None:
 @pytest.mark.slow
 def test_three_trial_study_end_to_end(tmp_path: Path, svhn_dir: Path, unchecked) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    request = make_request(url, definition="svhn-backbone", trials=3, epochs=2,
-                           pruner="hyperband", sampler="tpe", data_dir=str(svhn_dir),
-                           options={"subset": 1.0, "weights": "none"})
-    from hpo.launcher import prepare_launch
-    from hpo.storage import open_storage
+    request = make_spec(url, "svhn-backbone", trials=3, epochs=2, pruner="hyperband",
+                        sampler="tpe", data_dir=str(svhn_dir),
+                        options={"subset": 1.0, "weights": "none"})
+    from hpo.run import launch
 
-    study, _, _, _ = prepare_launch(request, open_storage(url))
+    study = launch.prepare(request, launch.open_for(request)).study
     # Three cheap configurations; the sampler would happily pick VGG-16 at 224 px on a CPU.
     study.enqueue_trial({"backbone": "lenet5", "lr": 3e-3, "batch_size": 64})
     study.enqueue_trial({"backbone": "resnet18", "input_size": 32, "lr": 1e-3, "batch_size": 64})

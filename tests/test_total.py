@@ -17,14 +17,12 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-import studies
 from hpo.definition import StudyDefinition
-from hpo.launcher import prepare_launch
-from hpo.models import MLP
-from hpo.storage import open_storage
-from hpo.trial_run import RunSettings
-from hpo.worker import LocalBudget, Worker, WorkerConfig, counted_finished
-from tests.helpers import make_request
+from hpo.run import launch
+from hpo.run.budget import LocalBudget
+from hpo.run.worker import Worker, counted_finished
+from hpo.train.models import MLP
+from tests.helpers import make_spec
 
 TOTAL = 10
 ALREADY_FINISHED = TOTAL - 3
@@ -48,18 +46,14 @@ def storage_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_url")
 
 
-def test_racing_workers_fill_the_total_exactly(monkeypatch: pytest.MonkeyPatch, storage_url: str,
-                                               mnist_dir: Path) -> None:
-    monkeypatch.setitem(studies.REGISTRY, "race", RACE)
-    request = make_request(storage_url, definition="race", data_dir=str(mnist_dir), total=TOTAL)
-    study, _, _, _ = prepare_launch(request, open_storage(storage_url))
+def test_racing_workers_fill_the_total_exactly(storage_url: str, mnist_dir: Path) -> None:
+    spec = make_spec(storage_url, "tests.test_total:RACE", data_dir=str(mnist_dir), total=TOTAL,
+                     trials=None)
+    study = launch.prepare(spec, launch.open_for(spec)).study
     study.add_trials([create_trial(params={"x": 0.5}, distributions=RACE.search_space, value=0.5)
                       for _ in range(ALREADY_FINISHED)])
 
-    config = WorkerConfig(storage_url=storage_url, study_name="race", definition="race",
-                          sampler="random", pruner="none", total=TOTAL,
-                          run=RunSettings(data_dir=str(mnist_dir), epochs=1))
-    workers = [Worker(config, budget=LocalBudget(None)) for _ in range(WORKERS)]
+    workers = [Worker(spec, spec.slots[0], budget=LocalBudget(None)) for _ in range(WORKERS)]
     for worker in workers:  # load the data now, so that all of them reach the check together
         worker._load_data()
     start = threading.Barrier(WORKERS)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hpo.data import load_splits
-from hpo.models import MLP
-from hpo.training import TrainingDiverged, compute_loss, cosine_factor, fit
+from hpo.data import builtin, load_splits
+from hpo.train.models import MLP
+from hpo.train.loop import TrainingDiverged, compute_loss, cosine_factor, fit
 from studies.mnist_mlp import BASELINE, build_model, hidden_widths
 
 
@@ -21,7 +21,7 @@ def test_seed_network_is_expressible() -> None:
 
 
 def test_objective_learns_synthetic_data_far_above_chance() -> None:
-    splits = load_splits("mnist", Path("unused"), synthetic=True, device="cpu")
+    splits = load_splits(builtin("mnist").synthetic, Path("unused"), device="cpu")
     torch.manual_seed(0)
     seen: list[tuple[int, float]] = []
     result = fit(build_model(BASELINE), splits, epochs=2, lr=1e-3, batch_size=100,
@@ -31,7 +31,7 @@ def test_objective_learns_synthetic_data_far_above_chance() -> None:
 
 
 def test_mse_on_probabilities_also_trains(mnist_dir: Path) -> None:
-    splits = load_splits("mnist", mnist_dir, synthetic=False, device="cpu")
+    splits = load_splits(builtin("mnist"), mnist_dir, device="cpu")
     torch.manual_seed(0)
     result = fit(MLP(784, [], 10), splits, epochs=3, lr=0.05, batch_size=50, loss="mse")
     assert result.val_accuracy > 0.5
@@ -45,7 +45,7 @@ def test_mse_loss_is_on_probabilities() -> None:
 
 
 def test_nan_loss_raises(mnist_dir: Path) -> None:
-    splits = load_splits("mnist", mnist_dir, synthetic=False, device="cpu")
+    splits = load_splits(builtin("mnist"), mnist_dir, device="cpu")
     model = MLP(784, [16], 10)
     with torch.no_grad():
         model[0].weight.fill_(float("nan"))
@@ -54,7 +54,7 @@ def test_nan_loss_raises(mnist_dir: Path) -> None:
 
 
 def test_unknown_loss_is_refused(mnist_dir: Path) -> None:
-    splits = load_splits("mnist", mnist_dir, synthetic=False, device="cpu")
+    splits = load_splits(builtin("mnist"), mnist_dir, device="cpu")
     with pytest.raises(ValueError, match="Unknown loss"):
         fit(MLP(784, [], 10), splits, epochs=1, lr=1e-3, batch_size=100, loss="hinge")
 
@@ -68,9 +68,9 @@ def test_cosine_factor_runs_from_one_to_zero() -> None:
 
 def test_cosine_schedule_decays_the_rate_the_optimizer_uses(monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    import hpo.training as training
+    import hpo.train.loop as training
 
-    splits = load_splits("mnist", Path("unused"), synthetic=True, device="cpu")
+    splits = load_splits(builtin("mnist").synthetic, Path("unused"), device="cpu")
     rates: list[float] = []
     real_step = torch.optim.AdamW.step
 
@@ -81,19 +81,19 @@ def test_cosine_schedule_decays_the_rate_the_optimizer_uses(monkeypatch: pytest.
     monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
     small = type(splits)(splits.train_x[:1000], splits.train_y[:1000], splits.val_x[:200],
                          splits.val_y[:200], 10)
-    training.fit(MLP(784, [16], 10), small, epochs=2, lr=0.01, batch_size=100,
+    fit(MLP(784, [16], 10), small, epochs=2, lr=0.01, batch_size=100,
                  schedule="cosine")
     assert len(rates) == 20
     assert rates[0] == pytest.approx(0.01)
     assert rates[10] == pytest.approx(0.005)  # half-way through the 2 epochs
     assert rates == sorted(rates, reverse=True) and rates[-1] < 0.0002
     rates.clear()
-    training.fit(MLP(784, [16], 10), small, epochs=1, lr=0.01, batch_size=100)
+    fit(MLP(784, [16], 10), small, epochs=1, lr=0.01, batch_size=100)
     assert set(rates) == {0.01}  # constant unless asked
 
 
 def test_unknown_schedule_is_refused(mnist_dir: Path) -> None:
-    splits = load_splits("mnist", mnist_dir, synthetic=False, device="cpu")
+    splits = load_splits(builtin("mnist"), mnist_dir, device="cpu")
     with pytest.raises(ValueError, match="Unknown schedule 'step'"):
         fit(MLP(784, [], 10), splits, epochs=1, lr=1e-3, batch_size=100, schedule="step")
 

@@ -7,17 +7,16 @@ import math
 from pathlib import Path
 
 import optuna
-import pytest
 import torch
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-import studies
+from hpo import registry
 from hpo.definition import StudyDefinition
-from hpo.models import MLP
-from hpo.worker import counted_finished
+from hpo.train.models import MLP
+from hpo.run.worker import counted_finished
 from studies.mnist_mlp import BASELINE
-from tests.helpers import make_request, run_inline
+from tests.helpers import make_spec, run_inline
 
 GOOD = {**BASELINE, "lr": 3e-3}
 BAD = {**BASELINE, "lr": 0.1}  # stays near chance, as in the seed report
@@ -28,7 +27,7 @@ def states(study: optuna.Study) -> list[str]:
 
 
 def test_baseline_trial_is_enqueued_once(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_request(sqlite_url, trials=2, data_dir=str(mnist_dir))
+    request = make_spec(sqlite_url, trials=2, data_dir=str(mnist_dir))
     study = run_inline(request)
     run_inline(request)  # resuming does not enqueue it again
     baselines = [t for t in study.get_trials() if t.user_attrs.get("baseline")]
@@ -38,7 +37,7 @@ def test_baseline_trial_is_enqueued_once(sqlite_url: str, mnist_dir: Path) -> No
 
 
 def test_trials_record_device_epochs_and_speed(sqlite_url: str, mnist_dir: Path) -> None:
-    study = run_inline(make_request(sqlite_url, trials=1, epochs=2, data_dir=str(mnist_dir)))
+    study = run_inline(make_spec(sqlite_url, trials=1, epochs=2, data_dir=str(mnist_dir)))
     trial = study.trials[0]
     assert trial.user_attrs["device"] == "cpu"
     assert trial.user_attrs["epochs_run"] == 2
@@ -50,7 +49,7 @@ def test_trials_record_device_epochs_and_speed(sqlite_url: str, mnist_dir: Path)
 
 
 def test_pruning_really_prunes(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_request(sqlite_url, trials=1, epochs=3, pruner="median",
+    request = make_spec(sqlite_url, trials=1, epochs=3, pruner="median",
                            data_dir=str(mnist_dir))
     study = run_inline(request)  # the baseline
     for _ in range(4):
@@ -66,7 +65,7 @@ def test_pruning_really_prunes(sqlite_url: str, mnist_dir: Path) -> None:
 
 
 def test_baseline_is_never_pruned(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_request(sqlite_url, trials=1, epochs=2, pruner="median",
+    request = make_spec(sqlite_url, trials=1, epochs=2, pruner="median",
                            data_dir=str(mnist_dir))
     study = run_inline(request)
     for _ in range(4):
@@ -99,10 +98,8 @@ FAULTY = StudyDefinition(
 )
 
 
-def test_errors_inside_trials_fail_only_that_trial(monkeypatch: pytest.MonkeyPatch,
-                                                   sqlite_url: str, mnist_dir: Path) -> None:
-    monkeypatch.setitem(studies.REGISTRY, "faulty", FAULTY)
-    study = run_inline(make_request(sqlite_url, definition="faulty", trials=6,
+def test_errors_inside_trials_fail_only_that_trial(sqlite_url: str, mnist_dir: Path) -> None:
+    study = run_inline(make_spec(sqlite_url, "tests.test_worker:FAULTY", trials=6,
                                     data_dir=str(mnist_dir)))
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL", "FAIL",
@@ -119,19 +116,19 @@ def _peer_fails_me(trial: optuna.Trial, run) -> float:
     trial.suggest_float("x", 0.0, 1.0)
     if trial.number == 0:
         # What a peer's heartbeat check does to a trial it believes dead.
-        trial.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        trial.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     return run.fit(MLP(784, [], 10), lr=1e-2, batch_size=100)
 
 
-def test_trial_failed_by_a_peer_does_not_crash_the_worker(monkeypatch: pytest.MonkeyPatch,
-                                                          sqlite_url: str,
+PEER = StudyDefinition(
+    name="peer", summary="test", dataset="mnist", objective=_peer_fails_me,
+    search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda p: MLP(784, [], 10),
+    epochs=1, pruner="none", sampler="random")
+
+
+def test_trial_failed_by_a_peer_does_not_crash_the_worker(sqlite_url: str,
                                                           mnist_dir: Path) -> None:
-    definition = StudyDefinition(
-        name="peer", summary="test", dataset="mnist", objective=_peer_fails_me,
-        search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda p: MLP(784, [], 10),
-        epochs=1, pruner="none", sampler="random")
-    monkeypatch.setitem(studies.REGISTRY, "peer", definition)
-    study = run_inline(make_request(sqlite_url, definition="peer", trials=2,
+    study = run_inline(make_spec(sqlite_url, "tests.test_worker:PEER", trials=2,
                                     data_dir=str(mnist_dir)))
     # The abandoned trial does not use up the budget: two more trials ran to an end.
     assert states(study) == ["FAIL", "COMPLETE", "COMPLETE"]
@@ -139,7 +136,7 @@ def test_trial_failed_by_a_peer_does_not_crash_the_worker(monkeypatch: pytest.Mo
 
 
 def test_seed_preset_replays_the_seed_grid(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_request(sqlite_url, definition="mnist-mlp-seed", trials=10, sampler="grid",
+    request = make_spec(sqlite_url, "mnist-mlp-seed", trials=10, sampler="grid",
                            data_dir=str(mnist_dir))
     study = run_inline(request)
     trials = study.get_trials()
@@ -150,7 +147,7 @@ def test_seed_preset_replays_the_seed_grid(sqlite_url: str, mnist_dir: Path) -> 
 
 
 def test_logreg_loss_preset_compares_both_losses(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_request(sqlite_url, definition="logreg-loss", trials=4, sampler="grid",
+    request = make_spec(sqlite_url, "logreg-loss", trials=4, sampler="grid",
                            data_dir=str(mnist_dir), epochs=2)
     study = run_inline(request)
     trials = study.get_trials()
@@ -160,6 +157,6 @@ def test_logreg_loss_preset_compares_both_losses(sqlite_url: str, mnist_dir: Pat
 
 
 def test_seed_network_on_mnist_mlp_seed_uses_seed_epochs() -> None:
-    definition = studies.get("mnist-mlp-seed")
+    definition = registry.resolve("mnist-mlp-seed").definition
     assert (definition.epochs, definition.sampler, definition.pruner) == (5, "grid", "none")
     assert definition.grid == {"lr": [0.001, 0.01, 0.1]}

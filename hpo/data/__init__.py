@@ -1,7 +1,8 @@
 """Datasets as tensors on the trial's device.
 
-A dataset is loaded once per worker process and kept on its device as one tensor per split;
-trials draw batches from it by index. Nothing here runs per sample.
+A dataset (:class:`hpo.Dataset`) is loaded once per worker process and kept on its device as one
+tensor per split; trials draw batches from it by index. Nothing here runs per sample. hpo's
+built-in datasets, MNIST and SVHN, are :class:`~hpo.Dataset` objects like any study's own.
 """
 
 from __future__ import annotations
@@ -10,100 +11,115 @@ import contextlib
 import fcntl
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hpo.definition import Dataset, Splits, StudyDefinition
 from hpo.errors import HpoError
 
-DATASETS = ("mnist", "svhn")
+CPU = torch.device("cpu")
 
 
-@dataclass(frozen=True)
-class Splits:
-    """Train and validation tensors on one device. The test split is kept apart (load_test)."""
+def _mnist() -> Dataset:
+    from hpo.data import mnist
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    num_classes: int
+    def real(synthetic: bool) -> Dataset:
+        return Dataset(
+            name="mnist (synthetic)" if synthetic else "mnist",
+            load_splits=lambda d, o: mnist.load_splits(d, synthetic=synthetic, device=CPU),
+            load_test=lambda d, o: mnist.load_test(d, synthetic=synthetic, device=CPU),
+            prepare=None if synthetic else mnist.prepare,
+            fingerprint=None if synthetic else mnist.fingerprint,
+        )
+
+    return Dataset(**{**real(False).__dict__, "synthetic": real(True)})
 
 
-def describe(dataset: str, synthetic: bool) -> str:
-    return f"{dataset} (synthetic)" if synthetic else dataset
+def _svhn() -> Dataset:
+    from hpo.data import svhn
+
+    def real(synthetic: bool) -> Dataset:
+        return Dataset(
+            name="svhn (synthetic)" if synthetic else "svhn",
+            load_splits=lambda d, o: svhn.load_splits(d, synthetic=synthetic, device=CPU,
+                                                      subset=o.get("subset", 1.0)),
+            load_test=lambda d, o: svhn.load_test(d, synthetic=synthetic, device=CPU),
+            prepare=None if synthetic else svhn.prepare,
+            fingerprint=None if synthetic else svhn.fingerprint,
+        )
+
+    return Dataset(**{**real(False).__dict__, "synthetic": real(True)})
 
 
-def prepare(dataset: str, data_dir: Path, synthetic: bool) -> None:
+_BUILTIN = {"mnist": _mnist, "svhn": _svhn}
+
+
+@functools.cache
+def builtin(name: str) -> Dataset:
+    if name not in _BUILTIN:
+        raise HpoError(f"Unknown dataset {name!r}: hpo's built-in datasets are "
+                       f"{', '.join(_BUILTIN)}; pass a hpo.Dataset for any other.")
+    return _BUILTIN[name]()
+
+
+def dataset_of(definition: StudyDefinition, *, synthetic: bool = False) -> Dataset:
+    """The definition's dataset (its generated stand-in with ``synthetic``)."""
+    dataset = definition.dataset
+    real = builtin(dataset) if isinstance(dataset, str) else dataset
+    if not synthetic:
+        return real
+    if real.synthetic is None:
+        raise HpoError(f"The dataset {real.name} of {definition.name} has no synthetic "
+                       "stand-in: drop --synthetic.")
+    return real.synthetic
+
+
+def describe(dataset: Dataset) -> str:
+    return dataset.name
+
+
+def prepare(dataset: Dataset, data_dir: Path) -> None:
     """Make sure the files are present and sound (downloading them if allowed), before any
     trial starts. Raises HpoError naming the file and what to do."""
-    if synthetic:
-        return
-    if dataset == "mnist":
-        from hpo.data import mnist
+    if dataset.prepare is not None:
+        dataset.prepare(Path(data_dir))
 
-        mnist.prepare(data_dir)
-    elif dataset == "svhn":
-        from hpo.data import svhn
 
-        svhn.prepare(data_dir)
-    else:
-        raise HpoError(f"Unknown dataset {dataset!r}: hpo knows {', '.join(DATASETS)}.")
+def fingerprint(dataset: Dataset, data_dir: Path) -> str:
+    """Identifies the data a dataset's splits come from, for caches keyed on it."""
+    if dataset.fingerprint is None:
+        return dataset.name
+    return f"{dataset.name}:{dataset.fingerprint(Path(data_dir))}"
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(dataset: str, data_dir: str, synthetic: bool, device: str,
+def _load_cached(dataset: Dataset, data_dir: str, device: str,
                  options: tuple[tuple[str, Any], ...]) -> Splits:
-    opts = dict(options)
+    splits = dataset.load_splits(Path(data_dir), dict(options))
+    if not isinstance(splits, Splits):
+        raise HpoError(f"The load_splits of dataset {dataset.name} returned a "
+                       f"{type(splits).__name__}, not a hpo.Splits: return "
+                       "Splits(train_x, train_y, val_x, val_y, num_classes).")
     target = torch.device(device)
-    if dataset == "mnist":
-        from hpo.data import mnist
-
-        return mnist.load_splits(Path(data_dir), synthetic=synthetic, device=target)
-    if dataset == "svhn":
-        from hpo.data import svhn
-
-        return svhn.load_splits(Path(data_dir), synthetic=synthetic, device=target,
-                                subset=opts.get("subset", 1.0))
-    raise HpoError(f"Unknown dataset {dataset!r}: hpo knows {', '.join(DATASETS)}.")
+    return Splits(splits.train_x.to(target), splits.train_y.to(target),
+                  splits.val_x.to(target), splits.val_y.to(target),
+                  num_classes=int(splits.num_classes))
 
 
-def load_splits(dataset: str, data_dir: Path, *, synthetic: bool, device: torch.device | str,
+def load_splits(dataset: Dataset, data_dir: Path, *, device: torch.device | str,
                 options: Mapping[str, Any] | None = None) -> Splits:
     """Train/validation splits on ``device``, cached for the life of the worker process."""
-    return _load_cached(dataset, str(data_dir), synthetic, str(device),
+    return _load_cached(dataset, str(data_dir), str(device),
                         tuple(sorted((options or {}).items())))
 
 
-def load_test(dataset: str, data_dir: Path, *, synthetic: bool, device: torch.device | str
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def load_test(dataset: Dataset, data_dir: Path, *, device: torch.device | str,
+              options: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out test split. Only ``hpo evaluate`` reads it; no trial ever does."""
-    target = torch.device(device)
-    if dataset == "mnist":
-        from hpo.data import mnist
-
-        return mnist.load_test(data_dir, synthetic=synthetic, device=target)
-    if dataset == "svhn":
-        from hpo.data import svhn
-
-        return svhn.load_test(data_dir, synthetic=synthetic, device=target)
-    raise HpoError(f"Unknown dataset {dataset!r}: hpo knows {', '.join(DATASETS)}.")
-
-
-def fingerprint(dataset: str, data_dir: Path) -> str:
-    """Size and modification time of the dataset's training file(s): cheap, and it changes
-    when the files are replaced."""
-    if dataset == "mnist":
-        files = [Path(data_dir) / "MNIST" / "raw" / "train-images-idx3-ubyte"]
-    else:
-        files = [Path(data_dir) / "SVHN" / "train_32x32.mat"]
-    parts = []
-    for file in files:
-        stat = file.stat()
-        parts.append(f"{file.name}:{stat.st_size}:{int(stat.st_mtime)}")
-    return ";".join(parts)
+    x, y = dataset.load_test(Path(data_dir), dict(options or {}))
+    return x.to(device), y.to(device)
 
 
 @contextlib.contextmanager

@@ -131,3 +131,10 @@ def load_test(data_dir: Path, *, synthetic: bool, device: torch.device
               ) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = _load_raw(data_dir, "test", synthetic)
     return _to_device(images, device), labels.to(device)
+
+
+def fingerprint(data_dir: Path) -> str:
+    """Size and modification time of the training images: cheap, and it changes when the file
+    is replaced."""
+    stat = (raw_dir(data_dir) / "train-images-idx3-ubyte").stat()
+    return f"train-images-idx3-ubyte:{stat.st_size}:{int(stat.st_mtime)}"

@@ -163,3 +163,10 @@ def batch_transform(input_size: int, mean: Sequence[float], std: Sequence[float]
         return x
 
     return transform
+
+
+def fingerprint(data_dir: Path) -> str:
+    """Size and modification time of the training file: cheap, and it changes when the file is
+    replaced."""
+    stat = (folder(data_dir) / "train_32x32.mat").stat()
+    return f"train_32x32.mat:{stat.st_size}:{int(stat.st_mtime)}"

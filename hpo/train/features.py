@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpo.data import Splits
+from hpo.definition import Splits
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def frozen_features(run: Any, backbone: str, weights: str, input_size: int,
                     transform: Callable[[torch.Tensor], torch.Tensor]) -> Splits:
     """Features of ``backbone`` (frozen, eval mode) for this study's train and validation
     splits, from the worker's cache when any trial computed them before."""
-    from hpo import backbones
+    from hpo.train import backbones
     from hpo.settings import resolve_feature_dir
 
     folder = resolve_feature_dir()
@@ -70,7 +70,7 @@ def frozen_features(run: Any, backbone: str, weights: str, input_size: int,
         "weights": backbones.BACKBONES[backbone].weights if weights == "imagenet" else "none",
         "input_size": input_size,
         "normalization": [list(mean), list(std)],
-        "dataset": run.definition.dataset,
+        "dataset": run.dataset.name,
         "data": run.data_fingerprint(),
         "subset": run.options.get("subset", 1.0),
         "split": "train/val",

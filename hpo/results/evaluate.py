@@ -11,21 +11,22 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
-import studies
-from hpo import data, study_store, training
-from hpo.checkpoints import load_checkpoint
+from hpo import data, registry
+from hpo.definition import StudyDefinition
 from hpo.errors import HpoError
-from hpo.trial_run import RunSettings, TrialRun
+from hpo.spec import LaunchSpec
+from hpo.storage import records
+from hpo.storage.records import EPOCHS_RUN_ATTR, TEST_ATTR
+from hpo.train import loop
+from hpo.train.checkpoints import load_checkpoint
+from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
-
-TEST_ATTR = "test_accuracy"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Evaluation:
 def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTrial:
     trials = study.get_trials(deepcopy=False)
     if number is None:
-        from hpo.results import best_trial
+        from hpo.results.summary import best_trial
 
         return best_trial(study)
     matching = [t for t in trials if t.number == number]
@@ -60,59 +61,59 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
 def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
              artifact_dir: Path, device: str, retrain: bool = False,
              again: bool = False) -> Evaluation:
-    attrs = study.user_attrs
-    definition_name = attrs.get(study_store.DEFINITION_ATTR)
-    if definition_name not in studies.REGISTRY:
-        raise HpoError(f"Study '{study.study_name}' was not made by a known hpo study "
-                       "definition, so hpo cannot rebuild its networks: evaluate a study that "
-                       "'hpo launch' created.")
-    definition = studies.get(definition_name)
+    recorded = records.recorded_spec(study)
+    reference = recorded.get("study") or recorded.get("definition")
+    if not reference:
+        raise HpoError(f"Study '{study.study_name}' was not made by 'hpo launch', so hpo "
+                       "cannot rebuild its networks: evaluate a study that 'hpo launch' "
+                       "created.")
+    try:
+        definition = registry.resolve(reference).definition
+    except HpoError as error:
+        raise HpoError(f"Study '{study.study_name}' was launched with the study '{reference}', "
+                       f"which does not resolve on this machine: {error}") from None
     trial = pick_trial(study, trial_number)
-    recorded = attrs.get(TEST_ATTR)
-    if recorded and recorded.get("trial") == trial.number and not again:
-        return Evaluation(trial.number, trial.value, recorded["value"], recorded["images"],
-                          recorded["source"], recorded["measured_at"], recorded_before=True)
+    recorded_test = study.user_attrs.get(TEST_ATTR)
+    if recorded_test and recorded_test.get("trial") == trial.number and not again:
+        return Evaluation(trial.number, trial.value, recorded_test["value"],
+                          recorded_test["images"], recorded_test["source"],
+                          recorded_test["measured_at"], recorded_before=True)
 
-    config = study_store.launch_config(study)
-    synthetic = bool(attrs.get(study_store.SYNTHETIC_ATTR))
-    settings = RunSettings(
-        device=device, epochs=trial.user_attrs.get("epochs_run") or config.get("epochs", 1),
-        data_dir=str(data_dir), synthetic=synthetic,
-        options=config.get("options", dict(definition.options)), seed=config.get("seed", 0),
-    )
+    spec = LaunchSpec.build(definition, reference=reference, study_name=study.study_name,
+                            recorded=recorded, flags={}, storage_url="", data_dir=str(data_dir))
+    epochs = int(trial.user_attrs.get(EPOCHS_RUN_ATTR) or spec.epochs)
+    dataset = data.dataset_of(definition, synthetic=spec.synthetic)
+    data.prepare(dataset, data_dir)  # missing files are named before anything trains
     state = None if retrain else load_checkpoint(study, trial.number, artifact_dir)
     if state is None:
         log.info("No checkpoint of trial %d; training its params again (%d epochs).",
-                 trial.number, settings.epochs)
-        model = _retrain(definition, trial, settings)
+                 trial.number, epochs)
+        model = _retrain(definition, trial, spec, device=device, epochs=epochs)
         source = "retrained"
     else:
         model = definition.build_model(trial.params)
         model.load_state_dict(state)
         source = "checkpoint"
-
-    if not synthetic:
-        data.prepare(definition.dataset, data_dir, synthetic)
-    x, y = data.load_test(definition.dataset, data_dir, synthetic=synthetic, device=device)
+    x, y = data.load_test(dataset, data_dir, device=device, options=spec.options)
     transform = None
     if definition.input_transform is not None:
-        transform = definition.input_transform(trial.params, settings.options)
+        transform = definition.input_transform(trial.params, spec.options)
     model.to(device)
     # Inputs resized on the fly (224 px for SVHN) need smaller batches than MNIST's vectors.
-    accuracy = training.accuracy(model, x, y, transform=transform,
-                                 batch_size=256 if transform else training.EVAL_BATCH_SIZE)
+    accuracy = loop.accuracy(model, x, y, transform=transform,
+                             batch_size=256 if transform else loop.EVAL_BATCH_SIZE)
     result = Evaluation(trial.number, trial.value, accuracy, len(y), source,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _record(study, result, definition.metric_name)
     return result
 
 
-def _retrain(definition: Any, trial: optuna.trial.FrozenTrial,
-             settings: RunSettings) -> torch.nn.Module:
+def _retrain(definition: StudyDefinition, trial: optuna.trial.FrozenTrial, spec: LaunchSpec,
+             *, device: str, epochs: int) -> torch.nn.Module:
     fixed = optuna.trial.FixedTrial(trial.params, number=trial.number)
     for key, value in trial.user_attrs.items():
         fixed.set_user_attr(key, value)
-    run = TrialRun(fixed, definition, settings)
+    run = TrialRun(fixed, definition, spec, device=device, epochs=epochs)
     definition.objective(fixed, run)
     if run.checkpoint_model is None:
         raise HpoError(f"Retraining trial {trial.number} produced no network to evaluate.")

@@ -25,12 +25,14 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
+from hpo import _optuna
+from hpo.definition import is_better
 from hpo.errors import HpoError
+from hpo.storage.records import metric_name
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "hpo:checkpoint:"
-ARTIFACT_PREFIX = "artifacts:"  # where optuna.artifacts keeps study-level artifact metadata
 
 
 def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
@@ -42,7 +44,7 @@ def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
 def saved_checkpoints(study: optuna.Study) -> dict[int, dict[str, Any]]:
     """Trial number -> {"artifact_id", "value"} for the checkpoints the study still keeps."""
     found = {}
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = _optuna.storage_of(study).get_study_system_attrs(_optuna.study_id_of(study))
     for key, meta in attrs.items():
         if key.startswith(CHECKPOINT_PREFIX) and meta:
             found[int(key[len(CHECKPOINT_PREFIX):])] = meta
@@ -56,17 +58,14 @@ class CheckpointKeeper:
         self.keep = keep
         self.maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
 
-    def _beats(self, value: float, other: float) -> bool:
-        return value > other if self.maximize else value < other
-
     def offer(self, trial: optuna.Trial, build_model: Callable[[], torch.nn.Module],
               value: float) -> bool:
         """Save the trained network if ``value`` beats every completed trial so far.
         Returns whether it did. ``build_model`` is only called when it does."""
         complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if any(t.value is not None and not self._beats(value, t.value) for t in complete):
+        if any(t.value is not None and not is_better(value, t.value, maximize=self.maximize) for t in complete):
             return False
-        metric = self.study.user_attrs.get("metric", "value")
+        metric = metric_name(self.study)
         name = f"trial-{trial.number:05d}-{metric}-{value:.4f}.pt"
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / name
@@ -76,8 +75,8 @@ class CheckpointKeeper:
             artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path),
                                           study_or_trial=self.study,
                                           mimetype="application/octet-stream")
-        self.study._storage.set_study_system_attr(
-            self.study._study_id, f"{CHECKPOINT_PREFIX}{trial.number}",
+        _optuna.storage_of(self.study).set_study_system_attr(
+            _optuna.study_id_of(self.study), f"{CHECKPOINT_PREFIX}{trial.number}",
             {"artifact_id": artifact_id, "value": value, "file": name},
         )
         log.info("Saved the checkpoint of trial %d (%s %.4f).", trial.number, metric, value)
@@ -93,12 +92,11 @@ class CheckpointKeeper:
                 self.store.remove(artifact_id)
             except ArtifactNotFound:  # another worker evicted it first
                 pass
-            storage = self.study._storage
-            storage.set_study_system_attr(self.study._study_id, f"{CHECKPOINT_PREFIX}{number}",
-                                          None)
+            storage, study_id = _optuna.storage_of(self.study), _optuna.study_id_of(self.study)
+            storage.set_study_system_attr(study_id, f"{CHECKPOINT_PREFIX}{number}", None)
             # The same removal the dashboard's delete button makes, so it stops listing it.
-            storage.set_study_system_attr(self.study._study_id,
-                                          f"{ARTIFACT_PREFIX}{artifact_id}", json.dumps(None))
+            storage.set_study_system_attr(study_id, f"{_optuna.ARTIFACT_ATTR_PREFIX}{artifact_id}",
+                                          json.dumps(None))
 
 
 def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | Path

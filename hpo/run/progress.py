@@ -17,7 +17,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from hpo.devices import WorkerSlot
+from hpo.definition import is_better
+from hpo.run.devices import WorkerSlot
 
 
 @dataclass
@@ -99,9 +100,8 @@ class LaunchProgress:
         self.workers[index].status = "restarting"
 
     def _better(self, value: float) -> bool:
-        if self.best_value is None:
-            return True
-        return value > self.best_value if self.maximize else value < self.best_value
+        return self.best_value is None or is_better(value, self.best_value,
+                                                    maximize=self.maximize)
 
     # -- rendering --------------------------------------------------------------------------
 

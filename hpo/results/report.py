@@ -7,7 +7,9 @@ against the epochs the same trials would have run without pruning.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpo import results, study_store
+from hpo.results import summary as results
+from hpo.storage import records
 from hpo.errors import HpoError
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,15 @@ def _plots() -> dict[str, Callable[[optuna.Study], Any]]:
         "param_importances": plots.plot_param_importances,
         "parallel_coordinate": plots.plot_parallel_coordinate,
     }
+
+
+def default_folder(study_name: str) -> Path:
+    """reports/NAME, with the name made safe as one folder name: study names come from storage,
+    which anyone with the dashboard can write, and must not point anywhere else."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
+    if safe != study_name:
+        safe = f"{safe[:80]}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
+    return Path("reports") / safe
 
 
 def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
@@ -91,8 +103,8 @@ def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
 
 def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> str:
     attrs = study.user_attrs
-    metric = attrs.get("metric", "value")
-    epochs = study_store.launch_config(study).get("epochs")
+    metric = records.metric_name(study)
+    epochs = records.recorded_spec(study).get("epochs")
     summary = results.summarize(study)
     best = results.best_trial(study)
     trials = study.get_trials(deepcopy=False)
@@ -116,7 +128,7 @@ def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> 
         *[f"| {name} | {value} |" for name, value in best.params.items()],
         "",
     ]
-    test = attrs.get("test_accuracy")
+    test = attrs.get(records.TEST_ATTR)
     if test:
         lines += [f"Test accuracy (trial {test['trial']}, measured once by `hpo evaluate`): "
                   f"**{test['value']:.4f}** on {test['images']} images.", ""]

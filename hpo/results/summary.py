@@ -14,8 +14,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.definition import BASELINE_ATTR
+from hpo.definition import BASELINE_ATTR, is_better
 from hpo.errors import HpoError
+from hpo.storage import records
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
@@ -41,9 +42,9 @@ def summarize(study: optuna.Study) -> StudySummary:
     attrs = study.user_attrs
     return StudySummary(
         name=study.study_name,
-        definition=attrs.get("definition", "-"),
-        dataset=attrs.get("dataset", "-"),
-        metric=attrs.get("metric", "value"),
+        definition=str(attrs.get(records.DEFINITION_ATTR, "-")),
+        dataset=str(attrs.get(records.DATASET_ATTR, "-")),
+        metric=records.metric_name(study),
         counts={state: counts.get(state, 0) for state in STATE_ORDER},
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
@@ -55,10 +56,14 @@ def best_trial_or_none(study: optuna.Study, trials: list[FrozenTrial] | None = N
                        ) -> FrozenTrial | None:
     trials = trials if trials is not None else study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not complete:
-        return None
-    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    return pick(complete, key=lambda t: t.value)
+    return ranked(study, complete)[0] if complete else None
+
+
+def ranked(study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """``trials`` that have a value, best first for the study's direction (stable on ties)."""
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    valued = [t for t in trials if t.value is not None]
+    return sorted(valued, key=lambda t: -t.value if maximize else t.value)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:
@@ -89,7 +94,7 @@ class WastedEpochs:
 
 
 def epochs_run(trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get("epochs_run", len(trial.intermediate_values)))
+    return int(trial.user_attrs.get(records.EPOCHS_RUN_ATTR, len(trial.intermediate_values)))
 
 
 def wasted_epochs(study: optuna.Study, trials: list[FrozenTrial] | None = None
@@ -114,8 +119,8 @@ def wasted_epochs(study: optuna.Study, trials: list[FrozenTrial] | None = None
         epochs += ran
         last = trial.value if trial.state == TrialState.COMPLETE else (
             trial.intermediate_values[trial.last_step] if trial.last_step is not None else None)
-        ended_below = last is None or math.isnan(last) or (
-            last < baseline.value if maximize else last > baseline.value)
+        ended_below = last is None or math.isnan(last) or is_better(
+            baseline.value, last, maximize=maximize)
         if ended_below and ran:
             wasted += ran
             below += 1

@@ -2,8 +2,9 @@
 
 A study carries what a reader needs to trust its numbers (user attributes, shown in the
 dashboard): the definition that made it, the metric, the dataset and whether it was synthetic,
-the hpo version, and the settings of the latest launch, which ``hpo worker`` reuses.
-Every check that can refuse a launch runs before anything is written.
+the hpo version, and the launch spec of its latest launch (hpo.spec), which ``hpo worker`` and
+``hpo evaluate`` reuse. Every check that can refuse a launch runs before anything is written.
+The attribute names are defined here and nowhere else.
 """
 
 from __future__ import annotations
@@ -19,14 +20,22 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.study import StudyDirection
 
 from hpo import __version__
-from hpo.data import describe
 from hpo.definition import BASELINE_ATTR, StudyDefinition
 from hpo.errors import HpoError
-from hpo.storage import ResilientStorage, mask_url
+from hpo.storage.database import ResilientStorage
+from hpo.storage.urls import mask_url
 
 DEFINITION_ATTR = "definition"
 SYNTHETIC_ATTR = "synthetic"
-CONFIG_ATTR = "launch_config"
+METRIC_ATTR = "metric"
+DATASET_ATTR = "dataset"
+SPEC_ATTR = "launch_spec"
+TEST_ATTR = "test_accuracy"  # hpo evaluate's measurement, recorded once
+# On trials:
+FAIL_REASON_ATTR = "fail_reason"
+PRUNED_REASON_ATTR = "pruned_reason"
+EPOCHS_RUN_ATTR = "epochs_run"
+_OLD_SPEC_ATTR = "launch_config"  # what hpo 0.1's first round recorded (no study reference)
 
 
 def study_names(storage: ResilientStorage) -> list[str]:
@@ -72,7 +81,7 @@ def check_compatible(storage: ResilientStorage, name: str, definition: StudyDefi
     if bool(attrs.get(SYNTHETIC_ATTR)) != synthetic:
         if synthetic:
             raise HpoError(
-                f"The {where} holds trials on real {definition.dataset} data, and --synthetic "
+                f"The {where} holds trials on real {definition.dataset_name} data, and --synthetic "
                 "would mix in synthetic ones: drop --synthetic, or choose another --study-name."
             )
         raise HpoError(
@@ -99,7 +108,7 @@ def check_compatible(storage: ResilientStorage, name: str, definition: StudyDefi
 
 
 def create_or_resume(storage: ResilientStorage, definition: StudyDefinition, name: str, *,
-                     synthetic: bool, config: Mapping[str, Any]) -> tuple[optuna.Study, bool]:
+                     synthetic: bool, spec: Mapping[str, Any]) -> tuple[optuna.Study, bool]:
     """Create the study or check and resume it. Returns (study, created)."""
     if name in study_names(storage):
         _wait_for_creator(storage, name)
@@ -115,8 +124,9 @@ def create_or_resume(storage: ResilientStorage, definition: StudyDefinition, nam
     study = optuna.load_study(study_name=name, storage=storage)
     if created:
         study.set_user_attr(SYNTHETIC_ATTR, synthetic)
-        study.set_user_attr("metric", definition.metric_name)
-        study.set_user_attr("dataset", describe(definition.dataset, synthetic))
+        study.set_user_attr(METRIC_ATTR, definition.metric_name)
+        study.set_user_attr(DATASET_ATTR, definition.dataset_name + (" (synthetic)" if synthetic
+                                                                     else ""))
         study.set_user_attr("hpo_version", __version__)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -125,7 +135,7 @@ def create_or_resume(storage: ResilientStorage, definition: StudyDefinition, nam
             study.enqueue_trial(dict(definition.baseline), user_attrs={BASELINE_ATTR: True})
         # Written last: other processes take it as the sign that the study is complete.
         study.set_user_attr(DEFINITION_ATTR, definition.name)
-    study.set_user_attr(CONFIG_ATTR, dict(config))
+    study.set_user_attr(SPEC_ATTR, dict(spec))
     return study, created
 
 
@@ -140,6 +150,20 @@ def _wait_for_creator(storage: ResilientStorage, name: str, seconds: float = 15.
         time.sleep(0.2)
 
 
-def launch_config(study: optuna.Study) -> dict[str, Any]:
-    """The settings of the study's latest launch, for workers that join it."""
-    return dict(study.user_attrs.get(CONFIG_ATTR, {}))
+def recorded_spec(study: optuna.Study) -> dict[str, Any]:
+    """The study-wide part of its latest launch spec (hpo.spec.RECORDED), or {}."""
+    attrs = study.user_attrs
+    recorded = dict(attrs.get(SPEC_ATTR) or attrs.get(_OLD_SPEC_ATTR) or {})
+    recorded.setdefault("definition", attrs.get(DEFINITION_ATTR))
+    return recorded
+
+
+def stored_spec(storage: ResilientStorage, name: str) -> dict[str, Any] | None:
+    """The recorded spec of the stored study ``name``, or None if there is no such study."""
+    if name not in study_names(storage):
+        return None
+    return recorded_spec(optuna.load_study(study_name=name, storage=storage))
+
+
+def metric_name(study: optuna.Study) -> str:
+    return str(study.user_attrs.get(METRIC_ATTR, "value"))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpo.data import Splits
+from hpo.definition import Splits
 
 LOSSES = ("cross_entropy", "mse")
 SCHEDULES = ("constant", "cosine")

@@ -1,4 +1,4 @@
-"""Networks the studies train. The torchvision backbones for SVHN live in hpo/backbones.py."""
+"""Networks the studies train. The torchvision backbones for SVHN live in hpo/train/backbones.py."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.definition import BASELINE_ATTR
+from hpo.definition import BASELINE_ATTR, is_better
 
 
 class GuardedPruner(BasePruner):
@@ -52,7 +52,7 @@ class GuardedPruner(BasePruner):
         if math.isnan(value):
             self.last_reason = f"{self.metric} is NaN at epoch {step}"
             return True
-        if self.floor is not None and _worse(value, self.floor, maximize):
+        if self.floor is not None and is_better(self.floor, value, maximize=maximize):
             self.last_reason = (f"{self.metric} {value:.4f} at epoch {step} is "
                                 f"{'below' if maximize else 'above'} the floor {self.floor:g}")
             return True
@@ -61,7 +61,7 @@ class GuardedPruner(BasePruner):
             if reference is not None:
                 limit = reference - self.baseline_margin if maximize \
                     else reference + self.baseline_margin
-                if _worse(value, limit, maximize):
+                if is_better(limit, value, maximize=maximize):
                     self.last_reason = (
                         f"{self.metric} {value:.4f} at epoch {step} is more than "
                         f"{self.baseline_margin:g} behind the baseline's {reference:.4f}")
@@ -86,8 +86,4 @@ class GuardedPruner(BasePruner):
                     self._baseline_curve = curve
                 return curve
         return {}
-
-
-def _worse(value: float, than: float, maximize: bool) -> bool:
-    return value < than if maximize else value > than
 

@@ -19,55 +19,26 @@ import socket
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-import studies
-from hpo.search import make_pruner, make_sampler
-from hpo.storage import ResilientStorage, call_with_db_retry, open_storage, study_lock
-from hpo.trial_run import RunSettings, TrialRun
+from hpo import _optuna, registry
+from hpo.run.budget import Budget
+from hpo.run.devices import WorkerSlot
+from hpo.search.algorithms import make_pruner, make_sampler
+from hpo.spec import LaunchSpec
+from hpo.storage.database import ResilientStorage, call_with_db_retry, open_storage, study_lock
+from hpo.storage.records import EPOCHS_RUN_ATTR, FAIL_REASON_ATTR, PRUNED_REASON_ATTR
+from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-FAIL_REASON_ATTR = "fail_reason"
-RETRY_OF_ATTR = "failed_trial"  # set by Optuna's RetryHeartbeatStaleTrialCallback on a retry
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Everything a worker process needs; plain data so it crosses a process boundary."""
-
-    storage_url: str
-    study_name: str
-    definition: str
-    sampler: str
-    pruner: str
-    run: RunSettings
-    sampler_seed: int | None = None
-    heartbeat_interval: int = 10
-    grace_period: int = 30
-    total: int | None = None  # study-wide cap on finished trials, across all machines
-    outage_tolerance: float = 120.0
-    artifact_dir: str | None = None
-    keep_checkpoints: int = 3
-    label: str = "worker"
-    device_label: str = "cpu"  # e.g. "cuda:2": recorded on each trial
-
-
-class Budget(Protocol):
-    """How many trials this worker may still start. The launcher shares one among workers."""
-
-    def claim(self) -> bool: ...
-
-    def started(self, trial_id: int) -> None: ...
-
-    def finished(self, *, counted: bool) -> None: ...
 
 
 class Events(Protocol):
@@ -77,30 +48,6 @@ class Events(Protocol):
 class NoEvents:
     def emit(self, kind: str, **fields: Any) -> None:
         pass
-
-
-class LocalBudget:
-    """A budget of ``n`` trials (None: unlimited) for a worker running alone."""
-
-    def __init__(self, n: int | None) -> None:
-        self.remaining = n
-        self.counted = 0
-
-    def claim(self) -> bool:
-        if self.remaining is not None:
-            if self.remaining <= 0:
-                return False
-            self.remaining -= 1
-        return True
-
-    def started(self, trial_id: int) -> None:
-        pass
-
-    def finished(self, *, counted: bool) -> None:
-        if counted:
-            self.counted += 1
-        elif self.remaining is not None:
-            self.remaining += 1  # a trial that did not count gives its slot back
 
 
 class StopRequest:
@@ -172,7 +119,10 @@ def counted_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
     but its retry, with the same params, takes its place.
     """
     finished = sum(t.state in FINISHED_STATES for t in trials)
-    retries = sum(RETRY_OF_ATTR in t.system_attrs for t in trials)
+    with warnings.catch_warnings():  # marked experimental, but the documented public route
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retries = sum(RetryHeartbeatStaleTrialCallback.retried_trial_number(t) is not None
+                      for t in trials)
     return finished - retries
 
 
@@ -183,38 +133,45 @@ def describe_error(error: BaseException) -> str:
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig, *, budget: Budget, events: Events | None = None,
-                 stop: StopRequest | None = None) -> None:
-        self.config = config
+    """Runs trials of ``spec``'s study on ``slot``'s device until the budget, the study-wide
+    total or the grid is spent, or a stop is requested."""
+
+    def __init__(self, spec: LaunchSpec, slot: WorkerSlot, *, budget: Budget,
+                 events: Events | None = None, stop: StopRequest | None = None,
+                 restarts: int = 0) -> None:
+        self.spec = spec
+        self.slot = slot
+        self.label = slot.label
+        # A worker process sees only its own GPU (CUDA_VISIBLE_DEVICES), as device 0.
+        self.device = "cpu" if slot.device == "cpu" else "cuda:0"
         self.budget = budget
         self.events = events or NoEvents()
         self.stop = stop or StopRequest()
-        self.definition = studies.get(config.definition)
-        self.storage = open_storage(config.storage_url,
-                                    heartbeat_interval=config.heartbeat_interval,
-                                    grace_period=config.grace_period,
-                                    outage_tolerance=config.outage_tolerance)
-        self.sampler = make_sampler(config.sampler, self.definition, seed=config.sampler_seed)
+        self.definition = registry.resolve(spec.study).definition
+        self.storage = open_storage(spec.storage_url,
+                                    heartbeat_interval=spec.heartbeat_interval,
+                                    grace_period=spec.grace_period,
+                                    outage_tolerance=spec.outage_tolerance)
+        # Each worker, and each restart of one, samples from its own stream.
+        self.sampler = make_sampler(spec.sampler, self.definition,
+                                    seed=spec.seed + slot.index + 1000 * restarts)
         self.study = optuna.load_study(
-            study_name=config.study_name, storage=self.storage, sampler=self.sampler,
-            pruner=make_pruner(config.pruner, self.definition, epochs=config.run.epochs),
+            study_name=spec.study_name, storage=self.storage, sampler=self.sampler,
+            pruner=make_pruner(spec.pruner, self.definition, epochs=spec.epochs),
         )
         self.checkpoints = None
-        if config.artifact_dir and config.keep_checkpoints > 0:
-            from hpo.checkpoints import CheckpointKeeper
+        if spec.artifact_dir and spec.keep_checkpoints > 0:
+            from hpo.train.checkpoints import CheckpointKeeper
 
-            self.checkpoints = CheckpointKeeper(self.study, config.artifact_dir,
-                                                keep=config.keep_checkpoints)
+            self.checkpoints = CheckpointKeeper(self.study, spec.artifact_dir,
+                                                keep=spec.keep_checkpoints)
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
         """Run trials until the budget, the study-wide total or the grid is spent, or a stop
         is requested. Returns the number of counted trials this worker finished."""
-        # This loop is our own Study.optimize: tell Optuna so (per thread), or GridSampler's
-        # study.stop() at the end of the grid raises, and ask() warns that heartbeats need
-        # optimize().
-        self.study._thread_local.in_optimize_loop = True
+        _optuna.enter_optimize_loop(self.study)
         self._load_data()
         counted = 0
         while not self.stop.requested:
@@ -229,7 +186,7 @@ class Worker:
             if trial is None:  # a peer took the last slot since _study_is_done looked
                 self.budget.finished(counted=False)
                 break
-            self.budget.started(trial._trial_id)
+            self.budget.started(_optuna.trial_id_of(trial))
             was_counted = False
             try:
                 was_counted = self._run_trial(trial)
@@ -243,26 +200,26 @@ class Worker:
         duration includes it."""
         from hpo import data
 
-        run = self.config.run
         self.events.emit("loading_data")
-        data.load_splits(self.definition.dataset, Path(run.data_dir), synthetic=run.synthetic,
-                         device=run.device, options=run.options)
+        dataset = data.dataset_of(self.definition, synthetic=self.spec.synthetic)
+        data.load_splits(dataset, Path(self.spec.data_dir), device=self.device,
+                         options=self.spec.options)
 
     def _study_is_done(self) -> bool:
         if isinstance(self.sampler, optuna.samplers.GridSampler) \
                 and self.sampler.is_exhausted(self.study):
-            log.info("%s: every point of the grid has been tried.", self.config.label)
+            log.info("%s: every point of the grid has been tried.", self.label)
             return True
         return self._total_reached()
 
     def _total_reached(self) -> bool:
-        if self.config.total is None:
+        if self.spec.total is None:
             return False
         trials = self.study.get_trials(deepcopy=False)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        if counted_finished(trials) + running >= self.config.total:
-            log.info("%s: the study holds its total of %d trials.", self.config.label,
-                     self.config.total)
+        if counted_finished(trials) + running >= self.spec.total:
+            log.info("%s: the study holds its total of %d trials.", self.label,
+                     self.spec.total)
             return True
         return False
 
@@ -273,14 +230,14 @@ class Worker:
         count and the new trial are made in one transaction under the study's database lock,
         retried whole if the database drops mid-way.
         """
-        if self.config.total is None:
+        if self.spec.total is None:
             return self.study.ask()
 
         def locked_ask() -> optuna.Trial | None:
-            with study_lock(self.storage, self.study._study_id):
+            with study_lock(self.storage, _optuna.study_id_of(self.study)):
                 return None if self._total_reached() else self.study.ask()
 
-        return call_with_db_retry(locked_ask, tolerance=self.config.outage_tolerance)
+        return call_with_db_retry(locked_ask, tolerance=self.spec.outage_tolerance)
 
     # -- one trial --------------------------------------------------------------------------
 
@@ -289,16 +246,16 @@ class Worker:
         another worker failed by heartbeat does not (its retry will)."""
         number = trial.number
         self.events.emit("trial_started", trial=number)
-        run = TrialRun(trial, self.definition, self.config.run,
+        run = TrialRun(trial, self.definition, self.spec, device=self.device,
                        on_epoch=lambda epoch, value: self.events.emit(
                            "epoch", trial=number, epoch=epoch, value=value))
         state, value, reason = TrialState.FAIL, None, None
         interrupted = False
         try:
-            trial.set_user_attr("device", self.config.device_label)
+            trial.set_user_attr("device", self.slot.device)
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             trial.set_user_attr("seed", run.seed)
-            with Heartbeat(self.storage, trial._trial_id, self.config.heartbeat_interval), \
+            with Heartbeat(self.storage, _optuna.trial_id_of(trial), self.spec.heartbeat_interval), \
                     self.stop.interruptible():
                 value = float(self.definition.objective(trial, run))
             if math.isfinite(value):
@@ -323,7 +280,7 @@ class Worker:
             # An exception's traceback keeps the trial's frames (model, optimizer, batches)
             # alive in reference cycles; only the cycle collector frees them. It costs ~0.2 s,
             # so trials that ended normally skip it.
-            _free_memory(self.config.run.device, collect=state != TrialState.COMPLETE)
+            _free_memory(self.device, collect=state != TrialState.COMPLETE)
 
         try:
             self._record_progress(trial, run)
@@ -333,7 +290,7 @@ class Worker:
         self.events.emit("trial_finished", trial=number, state=state.name, value=value,
                          reason=reason)
         if state == TrialState.FAIL:
-            log.warning("%s: trial %d failed: %s", self.config.label, number, reason)
+            log.warning("%s: trial %d failed: %s", self.label, number, reason)
         if interrupted:
             self.stop.requested = True
         return True
@@ -341,7 +298,7 @@ class Worker:
     @staticmethod
     def _record_progress(trial: optuna.Trial, run: TrialRun) -> None:
         # Once per trial rather than per epoch: each write is a database transaction.
-        trial.set_user_attr("epochs_run", run.epochs_run)
+        trial.set_user_attr(EPOCHS_RUN_ATTR, run.epochs_run)
         if run.seconds_per_epoch is not None:
             trial.set_user_attr("seconds_per_epoch", run.seconds_per_epoch)
 
@@ -350,19 +307,19 @@ class Worker:
         if state == TrialState.FAIL and reason:
             trial.set_user_attr(FAIL_REASON_ATTR, reason)
         elif state == TrialState.PRUNED and reason:
-            trial.set_user_attr("pruned_reason", reason)
+            trial.set_user_attr(PRUNED_REASON_ATTR, reason)
         try:
             self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         except (UpdateFinishedTrialError, ValueError):
             # A retried write may have landed before the connection dropped; only a trial
             # that someone else finished is a real conflict.
-            frozen = self.storage.get_trial(trial._trial_id)
+            frozen = self.storage.get_trial(_optuna.trial_id_of(trial))
             if frozen.state != state:
                 raise UpdateFinishedTrialError(f"trial {trial.number} was finished elsewhere")
 
     def _abandoned(self, number: int) -> bool:
         log.warning("%s: trial %d was failed by another worker (its heartbeat looked stale); "
-                    "dropping it and carrying on.", self.config.label, number)
+                    "dropping it and carrying on.", self.label, number)
         self.events.emit("trial_finished", trial=number, state="ABANDONED", value=None,
                          reason="failed by another worker's heartbeat check")
         return False
@@ -371,7 +328,7 @@ class Worker:
         try:
             self.checkpoints.offer(trial, run.checkpoint_model, value)
         except Exception as error:  # a full disk must not cost the trial its result
-            log.warning("%s: could not save the checkpoint of trial %d: %s", self.config.label,
+            log.warning("%s: could not save the checkpoint of trial %d: %s", self.label,
                         trial.number, describe_error(error))
 
 

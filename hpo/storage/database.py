@@ -1,5 +1,5 @@
-"""Opening Optuna's SQL storage: URL checks, password masking, SQLite and PostgreSQL settings,
-and retries that let a worker ride out a database that is gone for a few seconds.
+"""Opening Optuna's SQL storage: SQLite and PostgreSQL settings, and retries that let a worker
+ride out a database that is gone for a few seconds.
 
 Connections: every worker process holds at most two, one for its trial loop and one for its
 heartbeat thread (SQLAlchemy sessions are per thread). The launcher itself holds one.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -23,11 +22,12 @@ import optuna
 import sqlalchemy
 import sqlalchemy.exc
 import sqlalchemy.orm
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, _CachedStorage
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 
+from hpo import _optuna
 from hpo.errors import HpoError
-from hpo.settings import DEFAULT_STORAGE_URL
+from hpo.storage.urls import check_storage_url, mask_url, scrub, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -41,84 +41,6 @@ SQLITE_BUSY_TIMEOUT = 60.0
 # First key of the two-key PostgreSQL advisory lock that serializes "is there room under
 # --total? then create the trial" per study (the second key is the study id). "hpo" in hex.
 STUDY_LOCK_CLASS = 0x68706F
-
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe to print or log."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return _PASSWORD_IN_URL.sub(r"\1***\3", url)
-
-
-def scrub(text: str, url: str) -> str:
-    """Remove the URL's password from any text before it reaches the user."""
-    try:
-        password = make_url(url).password
-    except Exception:
-        match = _PASSWORD_IN_URL.search(url)
-        password = match.group(2) if match else None
-    if password:
-        text = text.replace(str(password), "***")
-    return _PASSWORD_IN_URL.sub(r"\1***\3", text)
-
-
-def sqlite_path(url: str) -> Path | None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return None
-    return Path(parsed.database)
-
-
-def check_storage_url(url: str, *, must_exist: bool = False) -> None:
-    """Raise HpoError unless ``url`` names a storage hpo can open with the installed drivers."""
-    masked = mask_url(url)
-    try:
-        parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise HpoError(
-            f"Storage URL '{masked}' is malformed: use a SQLAlchemy URL such as "
-            "sqlite:///storage/hpo.db or postgresql+psycopg://user:password@host:5432/dbname."
-        ) from None
-    try:
-        dialect = parsed.get_dialect()
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise HpoError(
-            f"Storage URL '{masked}' names an unknown database '{parsed.drivername}': "
-            "use sqlite:///PATH or postgresql+psycopg://user:password@host:5432/dbname."
-        ) from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as error:
-        raise HpoError(
-            f"The database driver '{error.name or parsed.drivername}' for storage URL "
-            f"'{masked}' is not installed: use postgresql+psycopg://… (psycopg 3 comes with hpo) "
-            f"or install that driver."
-        ) from None
-
-    if parsed.get_backend_name() == "sqlite":
-        path = sqlite_path(url)
-        if path is None or str(path) == ":memory:":
-            raise HpoError(
-                f"Storage URL '{masked}' is an in-memory SQLite database, which workers cannot "
-                "share: give a file, e.g. sqlite:///storage/hpo.db."
-            )
-        if must_exist and not path.exists():
-            raise HpoError(
-                f"There is no hpo database at {path}: run 'hpo launch' first, or point "
-                "--storage (or HPO_STORAGE) at an existing one."
-            )
-        if not path.parent.exists():
-            if url == DEFAULT_STORAGE_URL:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            else:
-                raise HpoError(
-                    f"The folder '{path.parent}' for the SQLite database does not exist: create "
-                    "it, or choose another --storage path."
-                )
-
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
     backend = make_url(url).get_backend_name()
@@ -313,12 +235,11 @@ def study_lock(storage: ResilientStorage, study_id: int) -> Iterator[None]:
     except BaseException:
         # The transaction rolled back, but Optuna's cache may already hold a trial it created:
         # forget the study's cached trials so the next read comes from the database.
-        with storage._lock:
-            storage._studies.pop(study_id, None)
+        _optuna.forget_cached_trials(storage, study_id)
         raise
 
 
-class ResilientStorage(_CachedStorage):
+class ResilientStorage(_optuna.CachedStorage):
     """Optuna's cached RDB storage, with every call retried through short database outages.
 
     Optuna's own ``optimize()`` lets a dropped connection crash the worker. Retrying here, under
@@ -333,7 +254,7 @@ class ResilientStorage(_CachedStorage):
 
     @property
     def rdb(self) -> RDBStorage:
-        return self._backend
+        return _optuna.backend_of(self)
 
 
 def _retrying(method: Callable[..., T], *, reads_only: bool) -> Callable[..., T]:
@@ -356,7 +277,7 @@ _READS = (
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
     "get_study_user_attrs", "get_study_system_attrs", "get_all_studies",
     "get_trial_id_from_study_id_trial_number", "get_best_trial", "get_trial", "get_all_trials",
-    "_get_stale_trial_ids",
+    *_optuna.PRIVATE_STORAGE_READS,
 )
 _WRITES = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
@@ -366,4 +287,4 @@ _WRITES = (
 )
 for _name in _READS + _WRITES:
     setattr(ResilientStorage, _name,
-            _retrying(getattr(_CachedStorage, _name), reads_only=_name in _READS))
+            _retrying(getattr(_optuna.CachedStorage, _name), reads_only=_name in _READS))

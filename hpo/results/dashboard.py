@@ -47,8 +47,8 @@ def is_loopback(host: str) -> bool:
 def _make_app(storage_url: str, artifact_dir: str | Path | None):
     import optuna_dashboard
 
-    from hpo.checkpoints import artifact_store
-    from hpo.storage import open_storage
+    from hpo.train.checkpoints import artifact_store
+    from hpo.storage.database import open_storage
 
     storage = open_storage(storage_url, must_exist=True)
     store = artifact_store(artifact_dir) if artifact_dir else None
@@ -72,6 +72,21 @@ def create_server(storage_url: str, *, host: str = "127.0.0.1", port: int = 8080
             raise HpoError(f"Cannot listen on {host}:{port} ({error.strerror}): pass --host "
                            "with an address of this machine, e.g. 127.0.0.1.") from None
         raise
+
+
+def check_port(host: str, port: int) -> None:
+    """HpoError now if the dashboard could not listen on host:port later, so a launch with
+    --dashboard is refused before it writes anything."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise HpoError(f"Port {port} on {host} is already in use: pass --dashboard-port "
+                           "with a free port, or stop what is using it.") from None
+        raise HpoError(f"Cannot listen on {host}:{port} ({error.strerror}): pass "
+                       "--dashboard-port with a free port above 1023.") from None
 
 
 def url_of(server: WSGIServer) -> str:

@@ -1,0 +1,73 @@
+"""The few places where hpo reaches into Optuna's private internals, and why.
+
+Everything else uses Optuna's public API. Each helper below says why there is no public route,
+so that an Optuna upgrade that breaks one of them breaks it here, in one file, with the reason
+next to it. The tests in tests/test_optuna_internals.py pin each behaviour on the installed
+Optuna.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from optuna.storages import _CachedStorage
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage, RDBStorage
+
+# Optuna wraps every RDBStorage in this cache when a study opens it by URL. hpo subclasses it
+# (hpo.storage.database.ResilientStorage) so that its retries sit under the cache, as Optuna's
+# own storage does; there is no public base class for a caching storage.
+CachedStorage = _CachedStorage
+
+# Storage methods that hpo's retrying wrapper covers besides the public BaseStorage ones:
+# fail_stale_trials() calls this one, and a database outage there must be retried too.
+PRIVATE_STORAGE_READS = ("_get_stale_trial_ids",)
+
+# optuna.artifacts records a study-level artifact as a study system attribute under this prefix,
+# and optuna-dashboard's delete button overwrites it with JSON null. There is no public call to
+# remove an artifact's record, so evicting a checkpoint writes the same value.
+ARTIFACT_ATTR_PREFIX = "artifacts:"
+
+
+def backend_of(storage: _CachedStorage) -> RDBStorage:
+    """The RDBStorage inside a cached storage: heartbeats and locks need the uncached one, and
+    the cache keeps it in a private attribute."""
+    return storage._backend
+
+
+def forget_cached_trials(storage: _CachedStorage, study_id: int) -> None:
+    """Drop the cache's copy of a study's trials, so the next read comes from the database.
+
+    Needed after a transaction that created a trial rolls back: the cache already holds the
+    trial, and has no public way to invalidate it."""
+    with storage._lock:
+        storage._studies.pop(study_id, None)
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The study's storage. Optuna keeps it private, but study-level system attributes (where
+    checkpoints are recorded) can only be written through it."""
+    return study._storage
+
+
+def study_id_of(study: optuna.Study) -> int:
+    """The study's id in storage: every storage call takes it, and Study exposes no public one."""
+    return study._study_id
+
+
+def trial_id_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The trial's id in storage (not its number): storage calls such as record_heartbeat and
+    set_trial_state_values take it, and neither Trial nor FrozenTrial exposes a public one."""
+    return trial._trial_id
+
+
+def enter_optimize_loop(study: optuna.Study) -> None:
+    """Tell Optuna that this thread runs its own optimize loop (hpo's worker is one).
+
+    Without it, GridSampler's study.stop() at the end of the grid raises, and ask() warns that
+    heartbeats need optimize(). Study.optimize sets the same flag; ask-and-tell has no public
+    switch for it."""
+    thread_local: Any = study._thread_local
+    thread_local.in_optimize_loop = True

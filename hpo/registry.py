@@ -1,0 +1,213 @@
+"""Finding a study definition from what the user typed: a name, a file or a module.
+
+A study reference is one of:
+
+- **a name**, such as ``mnist-mlp``: a study registered in the ``hpo.studies`` entry-point group.
+  hpo's built-in studies are registered there by hpo's own ``pyproject.toml``, exactly as any
+  installed package registers its own;
+- **a file**, such as ``my_study.py`` or ``path/to/studies.py:CIFAR``: its module-level
+  :class:`~hpo.StudyDefinition` (``:NAME`` picks one of several, by attribute or study name);
+- **a module**, such as ``mypkg.studies:cifar`` or ``mypkg.studies``.
+
+The reference a study was launched with is recorded on it (files as absolute paths), so
+``hpo worker`` and ``hpo evaluate`` on any machine resolve the same definition, or say why not.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from hpo.definition import StudyDefinition
+from hpo.errors import HpoError
+
+ENTRY_POINT_GROUP = "hpo.studies"
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+@dataclass(frozen=True)
+class ResolvedStudy:
+    definition: StudyDefinition
+    # What resolves to the same definition again, on this machine or another one.
+    reference: str
+
+
+@dataclass(frozen=True)
+class InstalledStudy:
+    name: str
+    source: str  # "module:attribute", from the entry point
+    package: str | None  # the distribution that registers it
+
+
+def installed() -> list[InstalledStudy]:
+    """Every study registered in the ``hpo.studies`` entry-point group, in name order (a
+    package found twice on the path counts once)."""
+    seen: dict[tuple[str, str], InstalledStudy] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        package = point.dist.name if point.dist is not None else None
+        seen.setdefault((point.name, point.value), InstalledStudy(point.name, point.value, package))
+    return sorted(seen.values(), key=lambda study: (study.name, study.source))
+
+
+def installed_names() -> list[str]:
+    return sorted({study.name for study in installed()})
+
+
+def load_installed(study: InstalledStudy) -> StudyDefinition:
+    """The definition an entry point names, checked: it is a StudyDefinition of that name."""
+    where = f"the installed study '{study.name}' ({study.source}" + (
+        f", from package {study.package})" if study.package else ")")
+    try:
+        loaded = EntryPoint(study.name, study.source, ENTRY_POINT_GROUP).load()
+    except Exception as error:
+        raise HpoError(f"Could not load {where}: {_first_line(error)}; reinstall that package, "
+                       "or fix the module it names.") from None
+    if not isinstance(loaded, StudyDefinition):
+        raise HpoError(f"{_capital(where)} is a {type(loaded).__name__}, not a hpo.StudyDefinition:"
+                       " its package registers the wrong object.")
+    if loaded.name != study.name:
+        raise HpoError(f"{_capital(where)} defines a study named '{loaded.name}': the entry "
+                       "point's name and the definition's name must be the same.")
+    return loaded
+
+
+def resolve(reference: str) -> ResolvedStudy:
+    """The definition ``reference`` names, or HpoError with one sentence saying why not."""
+    return _resolve(reference.strip())
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve(reference: str) -> ResolvedStudy:
+    if not reference:
+        raise HpoError("No study given: name one (see 'hpo studies'), or give a file such as "
+                       "my_study.py.")
+    target, _, pick = reference.partition(":")
+    if target.endswith(".py") or "/" in target or Path(target).is_file():
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise HpoError(f"The study file '{target}' does not exist: check the path (it is "
+                           f"relative to the current folder, {Path.cwd()}).")
+        module = _import_file(path)
+        definition = _not_shadowing(_pick(module, pick, where=f"'{target}'"), target)
+        return ResolvedStudy(definition, f"{path}:{pick}" if pick else str(path))
+    matches = [study for study in installed() if study.name == target]
+    if matches and not pick:
+        if len(matches) > 1:
+            sources = ", ".join(f"{m.source} from {m.package or 'an unknown package'}"
+                                for m in matches)
+            raise HpoError(f"Two installed packages register a study named '{target}' "
+                           f"({sources}): uninstall one, or refer to one as module:attribute.")
+        return ResolvedStudy(load_installed(matches[0]), target)
+    if _MODULE_NAME.fullmatch(target) and _module_exists(target):
+        try:
+            module = importlib.import_module(target)
+        except Exception as error:
+            raise HpoError(f"Could not import the study module '{target}': "
+                           f"{_first_line(error)}.") from None
+        definition = _pick(module, pick, where=f"module '{target}'")
+        return ResolvedStudy(_not_shadowing(definition, reference), reference)
+    known = ", ".join(installed_names()) or "none installed"
+    raise HpoError(f"Unknown study '{reference}': choose one of {known} (see 'hpo studies'), "
+                   "or give a file (my_study.py) or a module (mypkg.studies:NAME).")
+
+
+def _not_shadowing(definition: StudyDefinition, reference: str) -> StudyDefinition:
+    """Refuse a definition that takes the name of a different installed study: stored studies
+    are matched to their definition by name, so two studies of one name would mix."""
+    for study in installed():
+        if study.name == definition.name and load_installed(study) is not definition:
+            raise HpoError(f"'{reference}' defines a study named '{definition.name}', which is "
+                           f"already the installed study {study.source}: give yours another "
+                           "name.")
+    return definition
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package that is missing or not a package
+        return False
+
+
+def _import_file(path: Path) -> ModuleType:
+    """Import a study file as a module of its own (once per process). Its folder goes on
+    sys.path, as for a script, so it can import the modules beside it."""
+    name = f"hpo_study_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise HpoError(f"'{path}' cannot be imported as Python: give a .py file.")
+    module = importlib.util.module_from_spec(spec)
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise HpoError(f"Could not import the study file '{path}': {_first_line(error)}.") \
+            from None
+    return module
+
+
+def _pick(module: ModuleType, pick: str, *, where: str) -> StudyDefinition:
+    """The module's definition: the one named by ``pick`` (an attribute or a study name), the
+    only one it has, or the one called STUDY."""
+    found: dict[int, tuple[str, StudyDefinition]] = {}
+    for attribute, value in vars(module).items():
+        if isinstance(value, StudyDefinition):
+            found.setdefault(id(value), (attribute, value))
+    by_name: dict[str, list[str]] = {}
+    for attribute, definition in found.values():
+        by_name.setdefault(definition.name, []).append(attribute)
+    for name, attributes in by_name.items():
+        if len(attributes) > 1:
+            raise HpoError(f"{_capital(where)} defines two studies named '{name}' "
+                           f"({' and '.join(attributes)}): give each its own name.")
+    if pick:
+        value: Any = getattr(module, pick, None)
+        if value is None:
+            named = [d for _, d in found.values() if d.name == pick]
+            if not named:
+                raise HpoError(f"{_capital(where)} has no study or attribute '{pick}': it "
+                               f"defines {_listing(found)}.")
+            value = named[0]
+        if not isinstance(value, StudyDefinition):
+            raise HpoError(f"'{pick}' in {where} is a {type(value).__name__}, not a "
+                           "hpo.StudyDefinition: point at the StudyDefinition object.")
+        return value
+    if not found:
+        raise HpoError(f"{_capital(where)} defines no hpo.StudyDefinition: add one at module "
+                       "level, e.g. STUDY = StudyDefinition(...).")
+    if len(found) == 1:
+        return next(iter(found.values()))[1]
+    study = getattr(module, "STUDY", None)
+    if isinstance(study, StudyDefinition):
+        return study
+    raise HpoError(f"{_capital(where)} defines several studies ({_listing(found)}): pick one "
+                   "with FILE:NAME, or call the default one STUDY.")
+
+
+def _listing(found: dict[int, tuple[str, StudyDefinition]]) -> str:
+    if not found:
+        return "no hpo.StudyDefinition"
+    return ", ".join(f"{attribute} ('{d.name}')" for attribute, d in found.values())
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

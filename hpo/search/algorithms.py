@@ -1,0 +1,81 @@
+"""Samplers and pruners by the names studies and the CLI use; the one list of those names."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import optuna
+
+from hpo.errors import HpoError
+from hpo.search.pruning import GuardedPruner
+
+if TYPE_CHECKING:
+    from hpo.definition import StudyDefinition
+
+
+def _tpe(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # multivariate+group model the conditional spaces; constant_liar keeps parallel
+        # workers from all sampling next to the same promising point.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          constant_liar=True, n_startup_trials=10)
+
+
+def _random(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _grid(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
+    if definition.grid is None:
+        raise HpoError(f"Study {definition.name} has no grid: use --sampler tpe or random.")
+    return optuna.samplers.GridSampler(dict(definition.grid), seed=seed)
+
+
+SAMPLERS: dict[str, Callable[[StudyDefinition, int | None], optuna.samplers.BaseSampler]] = {
+    "tpe": _tpe, "random": _random, "grid": _grid,
+}
+
+
+def _hyperband(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
+    return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs,
+                                          reduction_factor=3)
+
+
+def _asha(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
+
+
+def _median(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
+# The peer-ranking pruners, from (epochs before the first ranking, epochs per trial); "none"
+# never prunes, guards included.
+PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner] | None] = {
+    "hyperband": _hyperband, "asha": _asha, "median": _median, "none": None,
+}
+
+
+def make_sampler(name: str, definition: StudyDefinition, *, seed: int | None
+                 ) -> optuna.samplers.BaseSampler:
+    if name not in SAMPLERS:
+        raise HpoError(f"Unknown sampler {name!r}: use {', '.join(SAMPLERS)}.")
+    return SAMPLERS[name](definition, seed)
+
+
+def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
+                ) -> optuna.pruners.BasePruner:
+    """The named peer-ranking pruner behind the definition's floor and baseline guards
+    (hpo.search.pruning); "none" never prunes, guards included."""
+    if name not in PRUNERS:
+        raise HpoError(f"Unknown pruner {name!r}: use {', '.join(PRUNERS)}.")
+    factory = PRUNERS[name]
+    if factory is None:
+        return optuna.pruners.NopPruner()
+    inner = factory(min(definition.min_epochs_before_ranking, epochs), epochs)
+    return GuardedPruner(inner, floor=definition.floor,
+                         baseline_margin=definition.baseline_margin,
+                         metric=definition.metric_name)

@@ -1,0 +1,80 @@
+"""hpo/_optuna.py: each Optuna internal hpo relies on still behaves as hpo assumes, so an
+Optuna upgrade that changes one fails here, by name, rather than somewhere downstream."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.storages import RDBStorage
+
+from hpo import _optuna
+from hpo.storage.database import open_storage
+
+
+@pytest.fixture
+def study(sqlite_url: str) -> optuna.Study:
+    return optuna.create_study(study_name="s", storage=open_storage(sqlite_url))
+
+
+def test_ids_and_storage_of_a_study_and_its_trials(study: optuna.Study) -> None:
+    trial = study.ask()
+    storage = _optuna.storage_of(study)
+    study_id = _optuna.study_id_of(study)
+    assert storage.get_study_name_from_id(study_id) == "s"
+    trial_id = _optuna.trial_id_of(trial)
+    assert storage.get_trial(trial_id).number == trial.number
+    assert _optuna.trial_id_of(study.trials[0]) == trial_id
+
+
+def test_the_cache_wraps_an_rdb_backend_and_can_forget_a_study(study: optuna.Study) -> None:
+    storage = _optuna.storage_of(study)
+    assert isinstance(storage, _optuna.CachedStorage)
+    assert isinstance(_optuna.backend_of(storage), RDBStorage)
+    study.ask()
+    _optuna.forget_cached_trials(storage, _optuna.study_id_of(study))
+    assert len(study.get_trials()) == 1  # read back from the database
+    for name in _optuna.PRIVATE_STORAGE_READS:
+        assert callable(getattr(storage, name))
+
+
+def test_the_optimize_flag_lets_grid_sampling_stop_an_ask_and_tell_loop(sqlite_url: str) -> None:
+    study = optuna.create_study(storage=sqlite_url,
+                                sampler=optuna.samplers.GridSampler({"x": [0.0]}))
+    _optuna.enter_optimize_loop(study)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    study.tell(trial, 1.0)  # the grid is spent: GridSampler calls study.stop(), which needs it
+    assert study._thread_local.in_optimize_loop is True
+
+
+def test_study_artifacts_are_recorded_under_the_prefix_hpo_overwrites(study: optuna.Study,
+                                                                      tmp_path) -> None:
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    file = tmp_path / "weights.pt"
+    file.write_bytes(b"0")
+    artifact_id = upload_artifact(artifact_store=FileSystemArtifactStore(str(tmp_path)),
+                                  file_path=str(file), study_or_trial=study)
+    key = f"{_optuna.ARTIFACT_ATTR_PREFIX}{artifact_id}"
+    storage = _optuna.storage_of(study)
+    attrs = storage.get_study_system_attrs(_optuna.study_id_of(study))
+    assert json.loads(attrs[key])["artifact_id"] == artifact_id
+    storage.set_study_system_attr(_optuna.study_id_of(study), key, json.dumps(None))
+    attrs = storage.get_study_system_attrs(_optuna.study_id_of(study))
+    assert json.loads(attrs[key]) is None  # the value the dashboard's delete button writes
+
+
+def test_a_retried_trial_names_its_original(sqlite_url: str) -> None:
+    """The public route for what hpo once read as the "failed_trial" system attribute."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    study = optuna.create_study(storage=sqlite_url)
+    original = study.ask({"x": FloatDistribution(0, 1)})
+    study.tell(original, state=optuna.trial.TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback()(study, study.trials[0])
+    retry = study.trials[1]
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == original.number
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(study.trials[0]) is None

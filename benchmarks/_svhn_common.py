@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hpo.train import backbones
 from hpo.data import svhn
+from hpo.train import backbones
 
 # --- Command line ----------------------------------------------------------------------------
 

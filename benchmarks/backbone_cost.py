@@ -1,7 +1,7 @@
 """Per-backbone cost: seconds per SVHN epoch of each backbone, full fine-tuning and head-only.
 
-For each of lenet5, alexnet, vgg16, resnet18, resnet50 and resnet101 (hpo.train.backbones.build, with
-a 10-class head), on the same SVHN images, batch 32 (--batch-size):
+For each of lenet5, alexnet, vgg16, resnet18, resnet50 and resnet101
+(hpo.train.backbones.build, with a 10-class head), on the same SVHN images, batch 32 (--batch-size):
 
 - full:      model.train(), forward, cross-entropy, backward and a fused Adam step (lr 1e-3) on
              every parameter, as a full fine-tuning trial does in hpo.train.loop.fit;
@@ -30,6 +30,7 @@ depend on weight values.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -38,11 +39,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks._svhn_common import (
-    autocast, choose_weights, device_line, locate_svhn, make_parser, parse_args, precision,
-    prepare, subset, timed, train_mat,
+    autocast,
+    choose_weights,
+    device_line,
+    locate_svhn,
+    make_parser,
+    parse_args,
+    precision,
+    prepare,
+    subset,
+    timed,
+    train_mat,
 )
-from hpo.train import backbones
 from hpo.data import svhn
+from hpo.train import backbones
 from hpo.train.loop import make_optimizer
 
 NAMES = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet50", "resnet101"]
@@ -114,12 +124,12 @@ def measure(name: str, size: int, batches, device: torch.device) -> dict:
     torch.manual_seed(0)
     model = prepare(backbones.build(name, weights=weights), device).train()
     optimizer = make_optimizer(list(model.parameters()), lr=LR, weight_decay=0.0)
-    full = images_per_second(lambda x, y: full_step(model, optimizer, x, y), batches,
+    full = images_per_second(functools.partial(full_step, model, optimizer), batches,
                              transform, device)
     parameters = sum(p.numel() for p in model.parameters())
     del optimizer
     extractor = backbones.feature_extractor(model).eval()
-    head = images_per_second(lambda x, y: forward_only(extractor, x, y), batches, transform,
+    head = images_per_second(functools.partial(forward_only, extractor), batches, transform,
                              device)
     del model, extractor
     if device.type == "cuda":

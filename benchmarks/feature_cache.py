@@ -11,9 +11,9 @@ the backbone at 224 px (--input-size):
               cost before the cache, as in the seed; it runs in hpo's own loop, so that the
               speed-up is the cache's doing and not the loop's;
 - warm cache: the features were computed once before timing and stored by
-              hpo.train.features.FeatureCache (in a temporary folder); fit trains an nn.Linear head on
-              them with transform ``x.float()``, as studies/svhn_backbone.py's train() does for
-              finetune == "head".
+              hpo.train.features.FeatureCache (in a temporary folder); fit trains an nn.Linear
+              head on them with transform ``x.float()``, as studies/svhn_backbone.py's train()
+              does for finetune == "head".
 
 It also prints the one-off cost of filling the cache (extracting the features and writing the
 file) and of loading it from disk into a fresh FeatureCache, which is what a restarted worker
@@ -37,10 +37,17 @@ import torch
 from torch import nn
 
 from benchmarks._svhn_common import (
-    choose_weights, device_line, locate_svhn, make_parser, parse_args, prepare, timed, train_mat,
+    choose_weights,
+    device_line,
+    locate_svhn,
+    make_parser,
+    parse_args,
+    prepare,
+    timed,
+    train_mat,
 )
-from hpo.train import backbones
 from hpo.data import Splits, fingerprint, svhn
+from hpo.train import backbones
 from hpo.train.features import FeatureCache, extract
 from hpo.train.loop import fit
 
@@ -68,7 +75,7 @@ class FrozenBackbone(nn.Module):
         super().__init__()
         self.module = module.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> "FrozenBackbone":
+    def train(self, mode: bool = True) -> FrozenBackbone:
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

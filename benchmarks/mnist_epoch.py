@@ -39,7 +39,8 @@ def seed_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     train_dataset = torchvision.datasets.MNIST(root=str(root), train=True, transform=transform)
     train_size = int(0.8 * len(train_dataset))
-    train_part, val_part = random_split(train_dataset, [train_size, len(train_dataset) - train_size],
+    train_part, val_part = random_split(train_dataset,
+                                        [train_size, len(train_dataset) - train_size],
                                         generator=torch.Generator().manual_seed(0))
     train_loader = DataLoader(dataset=train_part, batch_size=100, shuffle=True)
     val_loader = DataLoader(dataset=val_part, batch_size=100, shuffle=False)

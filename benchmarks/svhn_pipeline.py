@@ -46,11 +46,20 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from benchmarks._svhn_common import (
-    autocast, choose_weights, device_line, locate_svhn, make_parser, parse_args, precision,
-    prepare, subset, timed, train_mat,
+    autocast,
+    choose_weights,
+    device_line,
+    locate_svhn,
+    make_parser,
+    parse_args,
+    precision,
+    prepare,
+    subset,
+    timed,
+    train_mat,
 )
-from hpo.train import backbones
 from hpo.data import svhn
+from hpo.train import backbones
 from hpo.train.loop import make_optimizer
 
 BACKBONE = "resnet18"
@@ -152,7 +161,7 @@ def timed_epoch(model: nn.Module, optimizer, batches, warmup, device: torch.devi
 def timed_inputs(batches, device: torch.device) -> float:
     """Seconds to produce one epoch of input batches on the device, with no model."""
     def epoch() -> None:
-        for x, y in batches():
+        for _ in batches():
             pass
 
     return timed(epoch, device)[1]

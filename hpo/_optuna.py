@@ -10,16 +10,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from optuna.storages import _CachedStorage
-
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage, RDBStorage
+    from optuna.storages import _CachedStorage
 
-# Optuna wraps every RDBStorage in this cache when a study opens it by URL. hpo subclasses it
-# (hpo.storage.database.ResilientStorage) so that its retries sit under the cache, as Optuna's
-# own storage does; there is no public base class for a caching storage.
-CachedStorage = _CachedStorage
+
+def __getattr__(name: str) -> Any:
+    # Optuna wraps every RDBStorage in this cache when a study opens it by URL. hpo subclasses
+    # it (hpo.storage.database.ResilientStorage) so that its retries sit under the cache, as
+    # Optuna's own storage does; there is no public base class for a caching storage. Imported
+    # on first use, so that the read-only commands, which use the SQL below, never import optuna.
+    if name == "CachedStorage":
+        from optuna.storages import _CachedStorage
+
+        return _CachedStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Storage methods that hpo's retrying wrapper covers besides the public BaseStorage ones:
 # fail_stale_trials() calls this one, and a database outage there must be retried too.
@@ -71,3 +77,27 @@ def enter_optimize_loop(study: optuna.Study) -> None:
     switch for it."""
     thread_local: Any = study._thread_local
     thread_local.in_optimize_loop = True
+
+
+# -- Optuna's RDB schema, read directly (hpo.storage.snapshot) ------------------------------
+# Opening a study through RDBStorage costs about 3 s (SQLAlchemy, Alembic, schema checks), so the
+# read-only commands read these tables with the database driver instead. The layout is Optuna's
+# own (optuna/storages/_rdb/models.py, schema v12 in Optuna 5); a query that fails on another
+# layout makes the snapshot fall back to RDBStorage. "?" is the parameter placeholder.
+SQL_STUDY_NAMES = "SELECT study_name FROM studies ORDER BY study_id"
+SQL_STUDY_ID = "SELECT study_id FROM studies WHERE study_name = ?"
+SQL_STUDY_DIRECTIONS = "SELECT direction FROM study_directions WHERE study_id = ? ORDER BY objective"
+SQL_STUDY_USER_ATTRS = "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?"
+SQL_TRIALS = ("SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
+              "WHERE study_id = ?")
+SQL_TRIAL_VALUES = ("SELECT v.trial_id, v.value, v.value_type FROM trial_values v JOIN trials t "
+                    "ON t.trial_id = v.trial_id WHERE t.study_id = ? AND v.objective = 0")
+SQL_INTERMEDIATE_VALUES = (
+    "SELECT v.trial_id, v.step, v.intermediate_value, v.intermediate_value_type "
+    "FROM trial_intermediate_values v JOIN trials t ON t.trial_id = v.trial_id "
+    "WHERE t.study_id = ?")
+SQL_TRIAL_PARAMS = ("SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json "
+                    "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
+                    "WHERE t.study_id = ?")
+SQL_TRIAL_USER_ATTRS = ("SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
+                        "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = ?")

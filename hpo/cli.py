@@ -14,8 +14,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from enum import Enum
+from collections.abc import Callable, Sequence
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -56,12 +56,12 @@ Sampler = Enum("Sampler", {name: name for name in SAMPLERS}, type=str)  # type: 
 Pruner = Enum("Pruner", {name: name for name in PRUNERS}, type=str)  # type: ignore[misc]
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     csv = "csv"
     json = "json"
 
 
-class State(str, Enum):
+class State(StrEnum):
     complete = "complete"
     pruned = "pruned"
     fail = "fail"
@@ -141,6 +141,38 @@ def _load(storage: str, study: str) -> optuna.Study:
     from hpo.storage import records
 
     return records.load(_open(storage), study)
+
+
+def _read(storage: str, names: list[str] | None) -> list[Any]:
+    """The studies ``names`` (None: all), read only, for status, best, trials and export.
+
+    Straight from the tables where it can (hpo.storage.snapshot: no optuna, SQLAlchemy or
+    torch, so these commands answer in well under a second), else through Optuna."""
+    from hpo.storage import snapshot
+    from hpo.storage.urls import mask_url
+
+    reader = snapshot.open_snapshot(storage)
+    if reader is not None:
+        try:
+            known = reader.study_names()
+            for name in names or []:
+                if name not in known:
+                    raise snapshot.no_such_study(name, known, mask_url(storage))
+            return [reader.load(name) for name in (known if names is None else names)]
+        except HpoError:
+            raise
+        except Exception as error:  # another Optuna schema: read it through Optuna
+            logging.getLogger(__name__).debug("Reading through Optuna: %s", error)
+        finally:
+            reader.close()
+    import optuna
+
+    from hpo.storage import records
+
+    store = _open(storage)
+    chosen = records.study_names(store) if names is None else names
+    return [records.load(store, name) if names is not None
+            else optuna.load_study(study_name=name, storage=store) for name in chosen]
 
 
 # -- hpo studies --------------------------------------------------------------------------
@@ -408,27 +440,21 @@ def status(
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
 ) -> None:
     """Trials by state, best value and last activity, per study."""
-    import optuna
-
     from hpo.results import summary
-    from hpo.storage import records
     from hpo.storage.urls import mask_url
 
-    store = _open(storage)
-    names = [study] if study else records.study_names(store)
-    if study:
-        records.load(store, study)  # a clear error for an unknown name
-    if not names:
-        stdout.print(f"No studies in {mask_url(store.url)} yet: start one with 'hpo launch'.",
+    found_studies = _read(storage, [study] if study else None)
+    if not found_studies:
+        stdout.print(f"No studies in {mask_url(storage)} yet: start one with 'hpo launch'.",
                      markup=False)
         return
-    table = Table(title=escape(f"Studies in {mask_url(store.url)}"), title_justify="left")
+    table = Table(title=escape(f"Studies in {mask_url(storage)}"), title_justify="left")
     for column in ("study", "definition", "dataset", *[s.lower() for s in summary.STATE_ORDER],
                    "best", "last activity"):
         table.add_column(column, justify="right" if column not in
                          ("study", "definition", "dataset", "last activity") else "left")
-    for name in names:
-        found = summary.summarize(optuna.load_study(study_name=name, storage=store))
+    for stored in found_studies:
+        found = summary.summarize(stored)
         best = (f"{found.best_value:.4f} (#{found.best_trial})"
                 if found.best_value is not None else "-")
         last = found.last_activity.strftime("%Y-%m-%d %H:%M:%S") \
@@ -448,9 +474,9 @@ def best(
 ) -> None:
     """The best trial's value and params."""
     from hpo.results import summary
-    from hpo.storage.records import metric_name
+    from hpo.storage.attributes import metric_name
 
-    loaded = _load(storage, study)
+    [loaded] = _read(storage, [study])
     trial = summary.best_trial(loaded)
     metric = metric_name(loaded)
     if as_json:
@@ -478,7 +504,7 @@ def export(
     """Every trial of a study: state, value, params, attributes (and curves, in JSON)."""
     from hpo.results import summary
 
-    loaded = _load(storage, study)
+    [loaded] = _read(storage, [study])
     chosen = format or (ExportFormat.json if output and output.suffix == ".json"
                         else ExportFormat.csv)
     text = summary.export_json(loaded) if chosen == ExportFormat.json \
@@ -490,7 +516,7 @@ def export(
         raise HpoError(f"The folder '{output.parent}' for --output does not exist: create it "
                        "first.")
     output.write_text(text)
-    stderr.print(f"Wrote {len(loaded.trials)} trial(s) of {loaded.study_name} to {output}.",
+    stderr.print(f"Wrote {len(loaded.get_trials())} trial(s) of {loaded.study_name} to {output}.",
                  markup=False)
 
 
@@ -508,10 +534,10 @@ def trials(
 ) -> None:
     """List trials: number, state, value, params, duration and epochs."""
     from hpo.results import summary
-    from hpo.storage.records import EPOCHS_RUN_ATTR
+    from hpo.storage.attributes import EPOCHS_RUN_ATTR
 
-    loaded = _load(storage, study)
-    chosen = loaded.get_trials(deepcopy=False)
+    [loaded] = _read(storage, [study])
+    chosen: Sequence[Any] = loaded.get_trials(deepcopy=False)
     if state:
         wanted = {s.value.upper() for s in state}
         chosen = [t for t in chosen if t.state.name in wanted]

@@ -5,8 +5,8 @@ defaults a plain ``hpo launch STUDY`` runs with. hpo does everything else: stora
 pruning, progress, checkpoints, evaluation. See the README's "Your own study" for a complete
 example, and ``examples/digits_study.py`` for one that runs.
 
-This module imports neither torch nor the datasets, so listing studies and reading results stay
-fast; torch appears only in type annotations.
+This module imports neither torch nor optuna (both appear only in type annotations), so the
+read-only commands stay fast.
 """
 
 from __future__ import annotations
@@ -16,21 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from hpo.storage.attributes import BASELINE_ATTR  # noqa: F401  (where studies look for it)
 
 if TYPE_CHECKING:
+    import optuna
     import torch
+    from optuna.distributions import BaseDistribution
 
     from hpo.train.trial_run import TrialRun
 
-# Marks the trial enqueued from StudyDefinition.baseline.
-BASELINE_ATTR = "baseline"
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -178,6 +172,12 @@ def suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict[
 
 
 def suggest_one(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
     if isinstance(distribution, FloatDistribution):
         return trial.suggest_float(name, distribution.low, distribution.high,
                                    log=distribution.log, step=distribution.step)

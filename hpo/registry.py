@@ -85,7 +85,7 @@ def resolve(reference: str) -> ResolvedStudy:
     return _resolve(reference.strip())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolve(reference: str) -> ResolvedStudy:
     if not reference:
         raise HpoError("No study given: name one (see 'hpo studies'), or give a file such as "
@@ -164,9 +164,9 @@ def _pick(module: ModuleType, pick: str, *, where: str) -> StudyDefinition:
     """The module's definition: the one named by ``pick`` (an attribute or a study name), the
     only one it has, or the one called STUDY."""
     found: dict[int, tuple[str, StudyDefinition]] = {}
-    for attribute, value in vars(module).items():
-        if isinstance(value, StudyDefinition):
-            found.setdefault(id(value), (attribute, value))
+    for attribute, member in vars(module).items():
+        if isinstance(member, StudyDefinition):
+            found.setdefault(id(member), (attribute, member))
     by_name: dict[str, list[str]] = {}
     for attribute, definition in found.values():
         by_name.setdefault(definition.name, []).append(attribute)

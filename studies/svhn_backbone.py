@@ -42,10 +42,11 @@ def resolved(params: Mapping[str, Any]) -> dict[str, Any]:
 def train(run, *, backbone: str, finetune: str, input_size: int, lr: float,
           batch_size: int) -> float:
     """Fine-tune ``backbone`` on SVHN and return its validation accuracy."""
-    from hpo.train import backbones
-    from hpo.data.svhn import batch_transform
-    from hpo.train.features import frozen_features
     from torch import nn
+
+    from hpo.data.svhn import batch_transform
+    from hpo.train import backbones
+    from hpo.train.features import frozen_features
 
     weights = "none" if backbone == "lenet5" else run.options.get("weights", "imagenet")
     run.trial.set_user_attr("weights", backbones.BACKBONES[backbone].weights
@@ -93,8 +94,8 @@ def build_model(params: Mapping[str, Any]):
 
 
 def input_transform(params: Mapping[str, Any], options: Mapping[str, Any]):
-    from hpo.train import backbones
     from hpo.data.svhn import batch_transform
+    from hpo.train import backbones
 
     p = resolved(params)
     used = "none" if p["backbone"] == "lenet5" else options.get("weights", "imagenet")

@@ -114,8 +114,8 @@ def _load_raw(data_dir: Path, split: str, synthetic: bool) -> tuple[torch.Tensor
         images, labels = class_conditional_images(n, (1, 28, 28), 10,
                                                   split_seed=0 if split == "train" else 1)
         return images.reshape(n, 28, 28), labels
-    images, labels = _read_split(data_dir, split)
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+    raw_images, raw_labels = _read_split(data_dir, split)
+    return torch.from_numpy(raw_images.copy()), torch.from_numpy(raw_labels.astype(np.int64))
 
 
 def load_splits(data_dir: Path, *, synthetic: bool, device: torch.device) -> Splits:

@@ -47,8 +47,8 @@ def is_loopback(host: str) -> bool:
 def _make_app(storage_url: str, artifact_dir: str | Path | None):
     import optuna_dashboard
 
-    from hpo.train.checkpoints import artifact_store
     from hpo.storage.database import open_storage
+    from hpo.train.checkpoints import artifact_store
 
     storage = open_storage(storage_url, must_exist=True)
     store = artifact_store(artifact_dir) if artifact_dir else None
@@ -91,6 +91,7 @@ def check_port(host: str, port: int) -> None:
 
 def url_of(server: WSGIServer) -> str:
     host, port = server.server_address[:2]
+    host = host.decode() if isinstance(host, bytes) else str(host)
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     return f"http://{shown}:{port}/"
 

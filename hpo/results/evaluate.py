@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import optuna
 import torch
@@ -45,7 +46,7 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
     if number is None:
         from hpo.results.summary import best_trial
 
-        return best_trial(study)
+        return cast(optuna.trial.FrozenTrial, best_trial(study))
     matching = [t for t in trials if t.number == number]
     if not matching:
         raise HpoError(f"Study '{study.study_name}' has no trial {number} (trials 0-"
@@ -75,7 +76,7 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
     trial = pick_trial(study, trial_number)
     recorded_test = study.user_attrs.get(TEST_ATTR)
     if recorded_test and recorded_test.get("trial") == trial.number and not again:
-        return Evaluation(trial.number, trial.value, recorded_test["value"],
+        return Evaluation(trial.number, _value(trial), recorded_test["value"],
                           recorded_test["images"], recorded_test["source"],
                           recorded_test["measured_at"], recorded_before=True)
 
@@ -102,8 +103,8 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
     # Inputs resized on the fly (224 px for SVHN) need smaller batches than MNIST's vectors.
     accuracy = loop.accuracy(model, x, y, transform=transform,
                              batch_size=256 if transform else loop.EVAL_BATCH_SIZE)
-    result = Evaluation(trial.number, trial.value, accuracy, len(y), source,
-                        datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    result = Evaluation(trial.number, _value(trial), accuracy, len(y), source,
+                        datetime.now(UTC).isoformat(timespec="seconds"))
     _record(study, result, definition.metric_name)
     return result
 
@@ -114,10 +115,16 @@ def _retrain(definition: StudyDefinition, trial: optuna.trial.FrozenTrial, spec:
     for key, value in trial.user_attrs.items():
         fixed.set_user_attr(key, value)
     run = TrialRun(fixed, definition, spec, device=device, epochs=epochs)
-    definition.objective(fixed, run)
+    # A FixedTrial answers every suggest call with the trial's params, as an objective expects
+    # of a Trial; it never prunes.
+    definition.objective(cast(optuna.Trial, fixed), run)
     if run.checkpoint_model is None:
         raise HpoError(f"Retraining trial {trial.number} produced no network to evaluate.")
     return run.checkpoint_model()
+
+
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    return float(trial.value) if trial.value is not None else float("nan")
 
 
 def _record(study: optuna.Study, result: Evaluation, metric: str) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hpo.errors import HpoError
 from hpo.results import summary as results
 from hpo.storage import records
-from hpo.errors import HpoError
 
 log = logging.getLogger(__name__)
 

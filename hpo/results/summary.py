@@ -1,4 +1,9 @@
-"""Reading a study back: counts by state, the best trial, and rows for export."""
+"""Reading a study back: counts by state, the best trial, wasted epochs and rows for export.
+
+Everything here works on Optuna's Study and FrozenTrial and equally on the snapshot objects of
+hpo.storage.snapshot (the read-only commands' fast path), so it compares states and directions
+by name and imports neither optuna nor torch.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,23 @@ import io
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.trial import FrozenTrial, TrialState
-
-from hpo.definition import BASELINE_ATTR, is_better
+from hpo.definition import is_better
 from hpo.errors import HpoError
-from hpo.storage import records
+from hpo.storage import attributes
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.storage.snapshot import StoredStudy, StoredTrial
+
+    # What these functions read, from Optuna's objects or from a snapshot.
+    Study = optuna.Study | StoredStudy
+    FrozenTrial = optuna.trial.FrozenTrial | StoredTrial
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
@@ -33,18 +45,18 @@ class StudySummary:
     last_activity: datetime | None
 
 
-def summarize(study: optuna.Study) -> StudySummary:
+def summarize(study: Study) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
     counts = Counter(t.state.name for t in trials)
     best = best_trial_or_none(study, trials)
-    times = [t.datetime_complete or t.datetime_start for t in trials]
-    times = [t for t in times if t is not None]
+    times = [moment for t in trials
+             if (moment := t.datetime_complete or t.datetime_start) is not None]
     attrs = study.user_attrs
     return StudySummary(
         name=study.study_name,
-        definition=str(attrs.get(records.DEFINITION_ATTR, "-")),
-        dataset=str(attrs.get(records.DATASET_ATTR, "-")),
-        metric=records.metric_name(study),
+        definition=str(attrs.get(attributes.DEFINITION_ATTR, "-")),
+        dataset=str(attrs.get(attributes.DATASET_ATTR, "-")),
+        metric=attributes.metric_name(study),
         counts={state: counts.get(state, 0) for state in STATE_ORDER},
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
@@ -52,21 +64,23 @@ def summarize(study: optuna.Study) -> StudySummary:
     )
 
 
-def best_trial_or_none(study: optuna.Study, trials: list[FrozenTrial] | None = None
+def best_trial_or_none(study: Study, trials: Sequence[FrozenTrial] | None = None
                        ) -> FrozenTrial | None:
-    trials = trials if trials is not None else study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    chosen: Sequence[FrozenTrial] = trials if trials is not None \
+        else study.get_trials(deepcopy=False)
+    complete = [t for t in chosen if t.state.name == "COMPLETE" and t.value is not None]
     return ranked(study, complete)[0] if complete else None
 
 
-def ranked(study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+def ranked(study: Study, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """``trials`` that have a value, best first for the study's direction (stable on ties)."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    valued = [t for t in trials if t.value is not None]
-    return sorted(valued, key=lambda t: -t.value if maximize else t.value)
+    maximize = study.direction.name == "MAXIMIZE"
+    valued = [(t.value, t) for t in trials if t.value is not None]
+    ordered = sorted(valued, key=lambda pair: -pair[0] if maximize else pair[0])
+    return [t for _, t in ordered]
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial:
+def best_trial(study: Study) -> FrozenTrial:
     best = best_trial_or_none(study)
     if best is None:
         raise HpoError(f"Study '{study.study_name}' has no completed trial yet: run "
@@ -94,10 +108,10 @@ class WastedEpochs:
 
 
 def epochs_run(trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get(records.EPOCHS_RUN_ATTR, len(trial.intermediate_values)))
+    return int(trial.user_attrs.get(attributes.EPOCHS_RUN_ATTR, len(trial.intermediate_values)))
 
 
-def wasted_epochs(study: optuna.Study, trials: list[FrozenTrial] | None = None
+def wasted_epochs(study: Study, trials: Sequence[FrozenTrial] | None = None
                   ) -> WastedEpochs | None:
     """Wasted epochs among ``trials`` (default: all the study's finished trials), measured
     against the study's completed baseline trial; None if it has none yet.
@@ -106,25 +120,26 @@ def wasted_epochs(study: optuna.Study, trials: list[FrozenTrial] | None = None
     completed) is worse than the baseline's final value.
     """
     everything = study.get_trials(deepcopy=False)
-    baseline = next((t for t in everything if t.user_attrs.get(BASELINE_ATTR)
-                     and t.state == TrialState.COMPLETE and t.value is not None), None)
-    if baseline is None:
+    baseline = next((t for t in everything if t.user_attrs.get(attributes.BASELINE_ATTR)
+                     and t.state.name == "COMPLETE" and t.value is not None), None)
+    if baseline is None or baseline.value is None:
         return None
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    reference = float(baseline.value)
+    maximize = study.direction.name == "MAXIMIZE"
     wasted = epochs = below = 0
     for trial in trials if trials is not None else everything:
-        if not trial.state.is_finished() or trial.user_attrs.get(BASELINE_ATTR):
+        if not trial.state.is_finished() or trial.user_attrs.get(attributes.BASELINE_ATTR):
             continue
         ran = epochs_run(trial)
         epochs += ran
-        last = trial.value if trial.state == TrialState.COMPLETE else (
+        last = trial.value if trial.state.name == "COMPLETE" else (
             trial.intermediate_values[trial.last_step] if trial.last_step is not None else None)
         ended_below = last is None or math.isnan(last) or is_better(
-            baseline.value, last, maximize=maximize)
+            reference, last, maximize=maximize)
         if ended_below and ran:
             wasted += ran
             below += 1
-    return WastedEpochs(wasted, epochs, below, float(baseline.value))
+    return WastedEpochs(wasted, epochs, below, reference)
 
 
 def trial_record(trial: FrozenTrial, *, with_curve: bool = False) -> dict[str, Any]:
@@ -148,7 +163,7 @@ def trial_record(trial: FrozenTrial, *, with_curve: bool = False) -> dict[str, A
     return record
 
 
-def export_json(study: optuna.Study) -> str:
+def export_json(study: Study) -> str:
     payload = {
         "study": study.study_name,
         "direction": study.direction.name.lower(),
@@ -158,7 +173,7 @@ def export_json(study: optuna.Study) -> str:
     return json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
-def export_csv(study: optuna.Study) -> str:
+def export_csv(study: Study) -> str:
     trials = study.get_trials(deepcopy=False)
     param_names = sorted({name for t in trials for name in t.params})
     attr_names = sorted({name for t in trials for name in t.user_attrs})

@@ -94,6 +94,7 @@ def plan_workers(*, gpus: str = "all", workers: int | None = None, workers_per_g
         if not visible:
             raise HpoError(f"--gpus {gpus} asks for a GPU, but none is visible here: use "
                            "--gpus none for CPU workers.")
+        assert isinstance(choice, list)  # "all" and "none" were handled above
         missing = [n for n in choice if n >= len(visible)]
         if missing:
             have = ", ".join(str(i) for i in range(len(visible)))

@@ -255,8 +255,9 @@ class Worker:
             trial.set_user_attr("device", self.slot.device)
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             trial.set_user_attr("seed", run.seed)
-            with Heartbeat(self.storage, _optuna.trial_id_of(trial), self.spec.heartbeat_interval), \
-                    self.stop.interruptible():
+            heartbeat = Heartbeat(self.storage, _optuna.trial_id_of(trial),
+                                  self.spec.heartbeat_interval)
+            with heartbeat, self.stop.interruptible():
                 value = float(self.definition.objective(trial, run))
             if math.isfinite(value):
                 state = TrialState.COMPLETE
@@ -310,12 +311,13 @@ class Worker:
             trial.set_user_attr(PRUNED_REASON_ATTR, reason)
         try:
             self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        except (UpdateFinishedTrialError, ValueError):
+        except (UpdateFinishedTrialError, ValueError) as error:
             # A retried write may have landed before the connection dropped; only a trial
             # that someone else finished is a real conflict.
             frozen = self.storage.get_trial(_optuna.trial_id_of(trial))
             if frozen.state != state:
-                raise UpdateFinishedTrialError(f"trial {trial.number} was finished elsewhere")
+                raise UpdateFinishedTrialError(
+                    f"trial {trial.number} was finished elsewhere") from error
 
     def _abandoned(self, number: int) -> bool:
         log.warning("%s: trial %d was failed by another worker (its heartbeat looked stale); "
@@ -325,6 +327,8 @@ class Worker:
         return False
 
     def _save_checkpoint(self, trial: optuna.Trial, run: TrialRun, value: float) -> None:
+        if self.checkpoints is None or run.checkpoint_model is None:
+            return
         try:
             self.checkpoints.offer(trial, run.checkpoint_model, value)
         except Exception as error:  # a full disk must not cost the trial its result

@@ -6,16 +6,20 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import optuna
-
 from hpo.errors import HpoError
-from hpo.search.pruning import GuardedPruner
 
 if TYPE_CHECKING:
+    import optuna
+
     from hpo.definition import StudyDefinition
+
+# optuna is imported inside the factories: the CLI reads the names below at start-up, and the
+# read-only commands never need optuna.
 
 
 def _tpe(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
+    import optuna
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # multivariate+group model the conditional spaces; constant_liar keeps parallel
@@ -25,12 +29,16 @@ def _tpe(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseS
 
 
 def _random(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
+    import optuna
+
     return optuna.samplers.RandomSampler(seed=seed)
 
 
 def _grid(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
     if definition.grid is None:
         raise HpoError(f"Study {definition.name} has no grid: use --sampler tpe or random.")
+    import optuna
+
     return optuna.samplers.GridSampler(dict(definition.grid), seed=seed)
 
 
@@ -40,15 +48,21 @@ SAMPLERS: dict[str, Callable[[StudyDefinition, int | None], optuna.samplers.Base
 
 
 def _hyperband(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
+    import optuna
+
     return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs,
                                           reduction_factor=3)
 
 
 def _asha(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
+    import optuna
+
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
 
 
 def _median(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
+    import optuna
+
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 
@@ -72,6 +86,10 @@ def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
     (hpo.search.pruning); "none" never prunes, guards included."""
     if name not in PRUNERS:
         raise HpoError(f"Unknown pruner {name!r}: use {', '.join(PRUNERS)}.")
+    import optuna
+
+    from hpo.search.pruning import GuardedPruner
+
     factory = PRUNERS[name]
     if factory is None:
         return optuna.pruners.NopPruner()

@@ -24,7 +24,8 @@ from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.definition import BASELINE_ATTR, is_better
+from hpo.definition import is_better
+from hpo.storage.attributes import BASELINE_ATTR
 
 
 class GuardedPruner(BasePruner):

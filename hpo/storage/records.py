@@ -20,22 +20,27 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.study import StudyDirection
 
 from hpo import __version__
-from hpo.definition import BASELINE_ATTR, StudyDefinition
+from hpo.definition import StudyDefinition
 from hpo.errors import HpoError
+# Re-exported: records is where a study's records are read and written.
+from hpo.storage.attributes import (  # noqa: F401
+    BASELINE_ATTR,
+    DATASET_ATTR,
+    DEFINITION_ATTR,
+    EPOCHS_RUN_ATTR,
+    FAIL_REASON_ATTR,
+    HPO_VERSION_ATTR,
+    METRIC_ATTR,
+    OLD_SPEC_ATTR,
+    PRUNED_REASON_ATTR,
+    SPEC_ATTR,
+    SYNTHETIC_ATTR,
+    TEST_ATTR,
+    metric_name,
+)
 from hpo.storage.database import ResilientStorage
+from hpo.storage.snapshot import no_such_study
 from hpo.storage.urls import mask_url
-
-DEFINITION_ATTR = "definition"
-SYNTHETIC_ATTR = "synthetic"
-METRIC_ATTR = "metric"
-DATASET_ATTR = "dataset"
-SPEC_ATTR = "launch_spec"
-TEST_ATTR = "test_accuracy"  # hpo evaluate's measurement, recorded once
-# On trials:
-FAIL_REASON_ATTR = "fail_reason"
-PRUNED_REASON_ATTR = "pruned_reason"
-EPOCHS_RUN_ATTR = "epochs_run"
-_OLD_SPEC_ATTR = "launch_config"  # what hpo 0.1's first round recorded (no study reference)
 
 
 def study_names(storage: ResilientStorage) -> list[str]:
@@ -44,12 +49,9 @@ def study_names(storage: ResilientStorage) -> list[str]:
 
 def load(storage: ResilientStorage, name: str, **kwargs: Any) -> optuna.Study:
     """Load an existing study, or raise HpoError naming the studies that do exist."""
-    if name not in study_names(storage):
-        known = ", ".join(study_names(storage)) or "none yet"
-        raise HpoError(
-            f"There is no study named '{name}' in {mask_url(storage.url)} (studies there: "
-            f"{known}): check the name, or start it with 'hpo launch'."
-        )
+    names = study_names(storage)
+    if name not in names:
+        raise no_such_study(name, names, mask_url(storage.url))
     return optuna.load_study(study_name=name, storage=storage, **kwargs)
 
 
@@ -127,7 +129,7 @@ def create_or_resume(storage: ResilientStorage, definition: StudyDefinition, nam
         study.set_user_attr(METRIC_ATTR, definition.metric_name)
         study.set_user_attr(DATASET_ATTR, definition.dataset_name + (" (synthetic)" if synthetic
                                                                      else ""))
-        study.set_user_attr("hpo_version", __version__)
+        study.set_user_attr(HPO_VERSION_ATTR, __version__)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([definition.metric_name])
@@ -153,7 +155,7 @@ def _wait_for_creator(storage: ResilientStorage, name: str, seconds: float = 15.
 def recorded_spec(study: optuna.Study) -> dict[str, Any]:
     """The study-wide part of its latest launch spec (hpo.spec.RECORDED), or {}."""
     attrs = study.user_attrs
-    recorded = dict(attrs.get(SPEC_ATTR) or attrs.get(_OLD_SPEC_ATTR) or {})
+    recorded = dict(attrs.get(SPEC_ATTR) or attrs.get(OLD_SPEC_ATTR) or {})
     recorded.setdefault("definition", attrs.get(DEFINITION_ATTR))
     return recorded
 
@@ -164,6 +166,3 @@ def stored_spec(storage: ResilientStorage, name: str) -> dict[str, Any] | None:
         return None
     return recorded_spec(optuna.load_study(study_name=name, storage=storage))
 
-
-def metric_name(study: optuna.Study) -> str:
-    return str(study.user_attrs.get(METRIC_ATTR, "value"))

@@ -10,9 +10,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import sqlalchemy.exc
-from sqlalchemy.engine import make_url
-
 from hpo.errors import HpoError
 from hpo.settings import DEFAULT_STORAGE_URL
 
@@ -20,15 +17,21 @@ _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe to print or log."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return _PASSWORD_IN_URL.sub(r"\1***\3", url)
+    """The URL with its password replaced by ``***``, safe to print or log. Plain string
+    work (no SQLAlchemy), so the read-only commands stay fast."""
+    scheme, separator, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not separator or not at or not colon:
+        return url
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 def scrub(text: str, url: str) -> str:
     """Remove the URL's password from any text before it reaches the user."""
+    from sqlalchemy.engine import make_url
+
     try:
         password = make_url(url).password
     except Exception:
@@ -40,6 +43,8 @@ def scrub(text: str, url: str) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None
@@ -48,6 +53,9 @@ def sqlite_path(url: str) -> Path | None:
 
 def check_storage_url(url: str, *, must_exist: bool = False) -> None:
     """Raise HpoError unless ``url`` names a storage hpo can open with the installed drivers."""
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
     masked = mask_url(url)
     try:
         parsed = make_url(url)

@@ -123,20 +123,26 @@ def build(name: str, *, weights: str, num_classes: int = 10) -> nn.Module:
 
 
 def head_of(model: nn.Module) -> nn.Linear:
+    head: object
     if isinstance(model, LeNet5):
-        return model.head
-    if hasattr(model, "fc"):
-        return model.fc
-    return model.classifier[6]
+        head = model.head
+    elif hasattr(model, "fc"):
+        head = model.fc
+    else:
+        head = model.get_submodule("classifier.6")
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"The head of {type(model).__name__} is a {type(head).__name__}, "
+                        "not a Linear layer.")
+    return head
 
 
 def set_head(model: nn.Module, head: nn.Module) -> None:
     if isinstance(model, LeNet5):
-        model.head = head
+        model.add_module("head", head)
     elif hasattr(model, "fc"):
         model.fc = head
     else:
-        model.classifier[6] = head
+        model.get_submodule("classifier").add_module("6", head)
 
 
 def feature_extractor(model: nn.Module) -> nn.Module:

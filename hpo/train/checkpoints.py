@@ -63,7 +63,8 @@ class CheckpointKeeper:
         """Save the trained network if ``value`` beats every completed trial so far.
         Returns whether it did. ``build_model`` is only called when it does."""
         complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if any(t.value is not None and not is_better(value, t.value, maximize=self.maximize) for t in complete):
+        if any(t.value is not None and not is_better(value, t.value, maximize=self.maximize)
+               for t in complete):
             return False
         metric = metric_name(self.study)
         name = f"trial-{trial.number:05d}-{metric}-{value:.4f}.pt"
@@ -118,7 +119,8 @@ def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | 
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            text = str(error).strip()
+            first = text.splitlines()[0] if text else type(error).__name__
             raise HpoError(
                 f"The checkpoint of trial {trial_number} ({meta['file']} in {artifact_dir}) is "
                 f"not a plain weights file ({first[:120]}): delete it, or pass --retrain to "

@@ -52,15 +52,15 @@ def extract(extractor: nn.Module, images: torch.Tensor,
     return torch.cat(chunks)
 
 
-_caches: dict[Path, "FeatureCache"] = {}
+_caches: dict[Path, FeatureCache] = {}
 
 
 def frozen_features(run: Any, backbone: str, weights: str, input_size: int,
                     transform: Callable[[torch.Tensor], torch.Tensor]) -> Splits:
     """Features of ``backbone`` (frozen, eval mode) for this study's train and validation
     splits, from the worker's cache when any trial computed them before."""
-    from hpo.train import backbones
     from hpo.settings import resolve_feature_dir
+    from hpo.train import backbones
 
     folder = resolve_feature_dir()
     cache = _caches.setdefault(folder, FeatureCache(folder))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +55,7 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def make_optimizer(params: list[torch.Tensor], *, lr: float, weight_decay: float
+def make_optimizer(params: Sequence[torch.Tensor], *, lr: float, weight_decay: float
                    ) -> torch.optim.AdamW:
     """AdamW: Adam with decoupled weight decay (with weight_decay=0 it is exactly Adam)."""
     # The fused kernel updates all parameters in one pass; it exists for CUDA and CPU.

@@ -12,6 +12,9 @@ class Standardize(nn.Module):
     """Shift and scale the input to zero mean and unit variance (given the data's own mean and
     standard deviation). Kept in the model, so a checkpoint carries it."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: float, std: float) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(float(mean)))

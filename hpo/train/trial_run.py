@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from hpo import data
-from hpo.definition import BASELINE_ATTR, Dataset, Splits, StudyDefinition
+from hpo.definition import Dataset, Splits, StudyDefinition
+from hpo.storage.attributes import BASELINE_ATTR
 from hpo.train import loop
 
 if TYPE_CHECKING:
@@ -132,8 +133,10 @@ class TrialRun:
             self._on_epoch_hook(epoch, value)
         # The baseline always runs to the end, so every study shows its full result.
         if not self.is_baseline and self.trial.should_prune():
-            # hpo's pruner says why (below the floor, behind the baseline, ranked low).
-            why = getattr(self.trial.study.pruner, "last_reason", None)
+            # hpo's pruner says why (below the floor, behind the baseline, ranked low). A
+            # FixedTrial (evaluate's retrain) never prunes, so this is a real trial.
+            study = getattr(self.trial, "study", None)
+            why = getattr(getattr(study, "pruner", None), "last_reason", None)
             raise optuna.TrialPruned(why or f"pruned after epoch {epoch} with "
                                      f"{self.definition.metric_name}={value:.4f}")
 

@@ -1,0 +1,205 @@
+"""A read-only snapshot of a study, read straight from Optuna's tables, for the commands that
+only read (status, best, trials, export).
+
+Opening a study through Optuna's RDBStorage imports SQLAlchemy and Alembic and checks the
+schema: about 3 s on a 2-core machine, for a command that should answer in under one. This
+module reads the same tables with the database driver alone (sqlite3, or psycopg for
+PostgreSQL) into small objects with the attributes hpo.results.summary reads from Optuna's
+Study and FrozenTrial. The table layout is Optuna's (see hpo/_optuna.py), so any query error
+falls back to Optuna itself: :func:`load` returns None and the caller opens the study the slow
+way. Nothing here imports optuna, SQLAlchemy or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from hpo import _optuna
+from hpo.errors import HpoError
+
+
+class TrialState(Enum):
+    """Optuna's trial states, by the names its tables store."""
+
+    RUNNING = 0
+    COMPLETE = 1
+    PRUNED = 2
+    FAIL = 3
+    WAITING = 4
+
+    def is_finished(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class StudyDirection(Enum):
+    NOT_SET = 0
+    MINIMIZE = 1
+    MAXIMIZE = 2
+
+
+@dataclass
+class StoredTrial:
+    number: int
+    state: TrialState
+    value: float | None
+    datetime_start: datetime | None
+    datetime_complete: datetime | None
+    params: dict[str, Any] = field(default_factory=dict)
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    intermediate_values: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.datetime_start is None or self.datetime_complete is None:
+            return None
+        return self.datetime_complete - self.datetime_start
+
+    @property
+    def last_step(self) -> int | None:
+        return max(self.intermediate_values) if self.intermediate_values else None
+
+
+@dataclass
+class StoredStudy:
+    study_name: str
+    direction: StudyDirection
+    user_attrs: dict[str, Any]
+    trials: list[StoredTrial]
+
+    def get_trials(self, deepcopy: bool = False,
+                   states: Iterable[Any] | None = None) -> list[StoredTrial]:
+        if states is None:
+            return list(self.trials)
+        wanted = {state.name for state in states}
+        return [t for t in self.trials if t.state.name in wanted]
+
+
+class Snapshot:
+    """One connection to the storage, for reading its studies."""
+
+    def __init__(self, connection: Any, url: str) -> None:
+        self.connection = connection
+        self.url = url
+        self.placeholder = "?" if isinstance(connection, sqlite3.Connection) else "%s"
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        cursor = self.connection.cursor()
+        cursor.execute(sql.replace("?", self.placeholder), args)
+        rows = cursor.fetchall()
+        cursor.close()
+        return rows
+
+    def study_names(self) -> list[str]:
+        return [name for (name,) in self._rows(_optuna.SQL_STUDY_NAMES)]
+
+    def load(self, name: str) -> StoredStudy | None:
+        """The study ``name``, or None if there is none."""
+        found = self._rows(_optuna.SQL_STUDY_ID, name)
+        if not found:
+            return None
+        study_id = found[0][0]
+        directions = [d for (d,) in self._rows(_optuna.SQL_STUDY_DIRECTIONS, study_id)]
+        user_attrs = {key: json.loads(value)
+                      for key, value in self._rows(_optuna.SQL_STUDY_USER_ATTRS, study_id)}
+        trials: dict[int, StoredTrial] = {}
+        for trial_id, number, state, start, complete in self._rows(_optuna.SQL_TRIALS,
+                                                                   study_id):
+            trials[trial_id] = StoredTrial(number, TrialState[_name(state)], None,
+                                           _moment(start), _moment(complete))
+        for trial_id, value, kind in self._rows(_optuna.SQL_TRIAL_VALUES, study_id):
+            trials[trial_id].value = _number(value, kind)
+        for trial_id, step, value, kind in self._rows(_optuna.SQL_INTERMEDIATE_VALUES,
+                                                      study_id):
+            trials[trial_id].intermediate_values[int(step)] = _number(value, kind)
+        for trial_id, param, value, distribution in self._rows(_optuna.SQL_TRIAL_PARAMS,
+                                                               study_id):
+            trials[trial_id].params[param] = _external(value, json.loads(distribution))
+        for trial_id, key, value in self._rows(_optuna.SQL_TRIAL_USER_ATTRS, study_id):
+            trials[trial_id].user_attrs[key] = json.loads(value)
+        direction = StudyDirection[_name(directions[0])] if directions \
+            else StudyDirection.NOT_SET
+        ordered = sorted(trials.values(), key=lambda t: t.number)
+        return StoredStudy(name, direction, user_attrs, ordered)
+
+
+def open_snapshot(url: str) -> Snapshot | None:
+    """A snapshot of the storage at ``url``, or None where only Optuna can read it (another
+    database, a driver that is missing). HpoError if a SQLite file does not exist."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme == "sqlite":
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if not path or path == ":memory:" or "?" in path:
+            return None
+        if not Path(path).exists():
+            raise HpoError(f"There is no hpo database at {path}: run 'hpo launch' first, or "
+                           "point --storage (or HPO_STORAGE) at an existing one.")
+        # Read-only, so a reader can never create or change the file.
+        connection = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True,
+                                     timeout=60)
+        return Snapshot(connection, url)
+    if scheme == "postgresql" and parts.scheme in ("postgresql", "postgresql+psycopg"):
+        try:
+            import psycopg
+        except ImportError:
+            return None
+        conninfo = url.replace(parts.scheme + "://", "postgresql://", 1)
+        try:
+            return Snapshot(psycopg.connect(conninfo, connect_timeout=10, autocommit=True),
+                            url)
+        except psycopg.Error:
+            return None  # Optuna's path says why, with its own retries and messages
+    return None
+
+
+def _name(stored: Any) -> str:
+    """Enum columns come back as names (SQLite, PostgreSQL enums) or, rarely, as numbers."""
+    return stored if isinstance(stored, str) else TrialState(int(stored)).name
+
+
+def _moment(stored: Any) -> datetime | None:
+    if stored is None or isinstance(stored, datetime):
+        return stored
+    return datetime.fromisoformat(str(stored))
+
+
+def _number(value: float | None, kind: str) -> float:
+    if kind == "INF_POS":
+        return math.inf
+    if kind == "INF_NEG":
+        return -math.inf
+    if kind == "NAN" or value is None:
+        return math.nan
+    return float(value)
+
+
+def _external(value: float, distribution: dict[str, Any]) -> Any:
+    """A param as the objective saw it: Optuna stores categorical choices by index and ints as
+    floats."""
+    kind = distribution.get("name", "")
+    attributes = distribution.get("attributes", {})
+    if kind == "CategoricalDistribution":
+        choices: Sequence[Any] = attributes["choices"]
+        return choices[int(value)]
+    if kind in ("IntDistribution", "IntUniformDistribution", "IntLogUniformDistribution"):
+        return int(value)
+    return float(value)
+
+
+def no_such_study(name: str, known: Sequence[str], where: str) -> HpoError:
+    """The sentence for a study name that storage does not hold."""
+    return HpoError(f"There is no study named '{name}' in {where} (studies there: "
+                    f"{', '.join(known) or 'none yet'}): check the name, or start it with "
+                    "'hpo launch'.")

@@ -86,8 +86,10 @@ def enter_optimize_loop(study: optuna.Study) -> None:
 # layout makes the snapshot fall back to RDBStorage. "?" is the parameter placeholder.
 SQL_STUDY_NAMES = "SELECT study_name FROM studies ORDER BY study_id"
 SQL_STUDY_ID = "SELECT study_id FROM studies WHERE study_name = ?"
-SQL_STUDY_DIRECTIONS = "SELECT direction FROM study_directions WHERE study_id = ? ORDER BY objective"
-SQL_STUDY_USER_ATTRS = "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?"
+SQL_STUDY_DIRECTIONS = ("SELECT direction FROM study_directions WHERE study_id = ? "
+                        "ORDER BY objective")
+SQL_STUDY_USER_ATTRS = ("SELECT key, value_json FROM study_user_attributes WHERE study_id = ? "
+                        "ORDER BY study_user_attribute_id")
 SQL_TRIALS = ("SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
               "WHERE study_id = ?")
 SQL_TRIAL_VALUES = ("SELECT v.trial_id, v.value, v.value_type FROM trial_values v JOIN trials t "
@@ -95,9 +97,10 @@ SQL_TRIAL_VALUES = ("SELECT v.trial_id, v.value, v.value_type FROM trial_values 
 SQL_INTERMEDIATE_VALUES = (
     "SELECT v.trial_id, v.step, v.intermediate_value, v.intermediate_value_type "
     "FROM trial_intermediate_values v JOIN trials t ON t.trial_id = v.trial_id "
-    "WHERE t.study_id = ?")
+    "WHERE t.study_id = ? ORDER BY v.step")
 SQL_TRIAL_PARAMS = ("SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json "
                     "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
-                    "WHERE t.study_id = ?")
+                    "WHERE t.study_id = ? ORDER BY p.param_id")
 SQL_TRIAL_USER_ATTRS = ("SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
-                        "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = ?")
+                        "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = ? "
+                        "ORDER BY a.trial_user_attribute_id")

@@ -147,9 +147,9 @@ def trial_record(trial: FrozenTrial, *, with_curve: bool = False) -> dict[str, A
     record: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        "value": trial.value,
+        "value": _finite(trial.value),
         "params": dict(trial.params),
-        "user_attrs": dict(trial.user_attrs),
+        "user_attrs": dict(sorted(trial.user_attrs.items())),
         "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
         "datetime_complete": trial.datetime_complete.isoformat()
         if trial.datetime_complete else None,
@@ -167,7 +167,7 @@ def export_json(study: Study) -> str:
     payload = {
         "study": study.study_name,
         "direction": study.direction.name.lower(),
-        "user_attrs": study.user_attrs,
+        "user_attrs": dict(sorted(study.user_attrs.items())),
         "trials": [trial_record(t, with_curve=True) for t in study.get_trials(deepcopy=False)],
     }
     return json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n"
@@ -202,3 +202,8 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return str(value)
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity or NaN: such a value is exported as empty (None)."""
+    return value if value is not None and math.isfinite(value) else None

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.storages import BaseStorage, RDBStorage
-    from optuna.storages import _CachedStorage
+    from optuna.storages import BaseStorage, RDBStorage, _CachedStorage
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,6 @@ normalization happen per batch on the device (see :func:`batch_transform`), neve
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,14 +42,6 @@ def _sources() -> dict[str, tuple[str, str, str]]:
     return {split: tuple(SVHN.split_list[split]) for split in ("train", "test")}
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def prepare(data_dir: Path, splits: Sequence[str] = ("train", "test")) -> None:
     """Download missing SVHN files and verify their checksums, before any trial starts."""
     sources = _sources()
@@ -67,10 +58,11 @@ def prepare(data_dir: Path, splits: Sequence[str] = ("train", "test")) -> None:
                 if not path.exists():
                     _download(url, path, md5, where)
         if verify_checksums():
-            actual = md5sum(path)
-            if actual != md5:
-                raise HpoError(f"{path} is corrupt or truncated (MD5 {actual}, expected {md5}): "
-                               f"{FIX}.")
+            from torchvision.datasets.utils import calculate_md5, check_integrity
+
+            if not check_integrity(str(path), md5):
+                raise HpoError(f"{path} is corrupt or truncated (MD5 {calculate_md5(str(path))}, "
+                               f"expected {md5}): {FIX}.")
 
 
 def _download(url: str, path: Path, md5: str, where: str) -> None:

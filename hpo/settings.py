@@ -1,7 +1,8 @@
 """Where things live by default, and the environment variables that move them.
 
-Every command resolves the same way: an explicit flag first, then the environment, then the
-embedded default. Keeping the rules here means the CLI, the workers and the docs agree.
+Every setting resolves the same way: an explicit flag first, then the environment, then the
+embedded default. ``--storage`` and ``--data-dir`` do it through typer's ``envvar=`` (hpo/cli.py);
+the folders without a flag through the functions below.
 """
 
 from __future__ import annotations
@@ -24,14 +25,6 @@ OFFLINE_ENV = "HPO_OFFLINE"
 VERIFY_CHECKSUMS_ENV = "HPO_VERIFY_CHECKSUMS"
 # Test-only: pretend this many GPUs are visible when planning workers (see hpo/devices.py).
 GPU_COUNT_ENV = "HPO_GPU_COUNT"
-
-
-def resolve_storage_url(flag: str | None) -> str:
-    return flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_URL
-
-
-def resolve_data_dir(flag: Path | str | None) -> Path:
-    return Path(flag or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
 def resolve_artifact_dir(flag: Path | str | None = None) -> Path:

@@ -33,6 +33,9 @@ SPEC_ATTR = "launch_spec"
 TEST_ATTR = "test_accuracy"  # hpo evaluate's measurement, recorded once
 # On trials:
 FAIL_REASON_ATTR = "fail_reason"
+# How the fail_reason of a trial whose worker was lost begins (killed, crashed, stopped beating):
+# such a trial does not count against a budget, because its retry, with the same params, does.
+LOST_REASON = "worker lost"
 PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"
 _OLD_SPEC_ATTR = "launch_config"  # what hpo 0.1's first round recorded (no study reference)

@@ -8,6 +8,8 @@ Optuna.
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,3 +105,53 @@ SQL_TRIAL_PARAMS = ("SELECT p.trial_id, p.param_name, p.param_value, p.distribut
 SQL_TRIAL_USER_ATTRS = ("SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
                         "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = ? "
                         "ORDER BY a.trial_user_attribute_id")
+
+
+@dataclass(frozen=True)
+class RunningTrial:
+    trial_id: int
+    number: int
+    started_utc: datetime.datetime | None  # naive UTC, from the clock of the client that made it
+    heartbeat_age: float | None  # seconds since its last heartbeat (database clock); None: never
+    heartbeat: datetime.datetime | None  # the last heartbeat itself, to tell a live one apart
+
+
+def running_trials(rdb: RDBStorage, study_id: int) -> list[RunningTrial]:
+    """A study's RUNNING trials, each with its last heartbeat.
+
+    Optuna's stale check (RDBStorage._get_stale_trial_ids) skips a trial that never sent a
+    heartbeat, so a trial whose worker died inside ask() stays RUNNING for ever; and it says
+    neither how old a heartbeat is nor whether it still moves, which a launch needs before it
+    returns. Heartbeats live in Optuna's trial_heartbeats table, which no public call reads, so
+    this reads it through Optuna's own models, on the database's clock as Optuna does."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    session = rdb.scoped_session()
+    try:
+        now = session.execute(sqlalchemy.func.now()).scalar()
+        now = now.replace(tzinfo=None) if now is not None else None
+        rows = (
+            # Optuna 5 stores datetime_start as naive UTC behind a private column attribute.
+            session.query(models.TrialModel.trial_id, models.TrialModel.number,
+                          models.TrialModel._datetime_start_utc,
+                          models.TrialHeartbeatModel.heartbeat)
+            .outerjoin(models.TrialHeartbeatModel,
+                       models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    result = []
+    for trial_id, number, started, beat in rows:
+        beat = beat.replace(tzinfo=None) if beat is not None else None
+        age = (now - beat).total_seconds() if beat is not None and now is not None else None
+        result.append(RunningTrial(trial_id, number, started, age, beat))
+    return result

@@ -251,15 +251,13 @@ def _run(spec: LaunchSpec, *, dry_run: bool, dashboard_port: int | None,
     from hpo import registry
 
     definition = registry.resolve(spec.study).definition
-    before = {t.number for t in prepared.study.get_trials(deepcopy=False)
-              if t.state.is_finished()}
     progress = LaunchProgress(
         console=stderr, study_name=spec.study_name, storage_label=masked,
         metric=definition.metric_name, maximize=definition.maximize,
         budget=prepared.budget, epochs=spec.epochs, slots=list(spec.slots),
     )
     result = launch.run(spec, storage, prepared, progress)
-    _print_summary(prepared.study, before, masked, result.counted)
+    _print_summary(prepared.study, result.trials, masked)
     if result.interrupted:
         stderr.print("Stopped before the budget was spent; launch again to add the rest.")
         raise typer.Exit(launch.EXIT_INTERRUPTED)
@@ -283,15 +281,28 @@ def _print_plan(spec: LaunchSpec, masked: str) -> None:
         stdout.print(f"worker {slot.index} -> {slot.device}{gpu}, {slot.threads} thread(s)")
 
 
-def _print_summary(study: optuna.Study, before: set[int], masked: str, counted: int) -> None:
-    from hpo.results import summary
-    from hpo.storage.records import metric_name
+def _print_summary(study: optuna.Study, ran: list[int], masked: str) -> None:
+    """The launch's results: the trials its own workers ran (not a concurrent launch's).
 
-    new = [t for t in study.get_trials(deepcopy=False) if t.number not in before]
-    states = {state: sum(t.state.name == state for t in new) for state in summary.STATE_ORDER}
+    "Finished in this launch" counts what the budget counts: every trial its workers ran to an
+    end, except those lost with their worker (failed and queued again: the retry counts in
+    their place), so the states listed add up to the total."""
+    from hpo.results import summary
+    from hpo.storage.records import FAIL_REASON_ATTR, LOST_REASON, metric_name
+
+    numbers = set(ran)
+    new = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
+    lost = {t.number for t in new if t.state.name == "FAIL"
+            and str(t.user_attrs.get(FAIL_REASON_ATTR, "")).startswith(LOST_REASON)}
+    counted = [t for t in new if t.state.is_finished() and t.number not in lost]
+    states = {state: sum(t.state.name == state for t in counted)
+              for state in summary.STATE_ORDER}
     shown = ", ".join(f"{n} {state.lower()}" for state, n in states.items() if n)
-    stdout.print(f"Study {study.study_name} on {masked}: {counted} trial(s) finished in this "
-                 f"launch ({shown or 'none'}).", markup=False)
+    whose = "its worker" if len(lost) == 1 else "their workers"
+    more = (f"; {len(lost)} more lost with {whose} (failed, and queued again with the same "
+            "params)") if lost else ""
+    stdout.print(f"Study {study.study_name} on {masked}: {len(counted)} trial(s) finished in "
+                 f"this launch ({shown or 'none'}){more}.", markup=False)
     metric = metric_name(study)
     wasted = summary.wasted_epochs(study, new)
     if wasted is not None:

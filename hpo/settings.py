@@ -25,6 +25,10 @@ OFFLINE_ENV = "HPO_OFFLINE"
 VERIFY_CHECKSUMS_ENV = "HPO_VERIFY_CHECKSUMS"
 # Test-only: pretend this many GPUs are visible when planning workers (see hpo/devices.py).
 GPU_COUNT_ENV = "HPO_GPU_COUNT"
+# Seconds a launch's storage calls retry through a database outage before the launch gives up
+# (LaunchSpec.outage_tolerance, 120 by default). Tests shorten it.
+OUTAGE_TOLERANCE_ENV = "HPO_OUTAGE_TOLERANCE"
+DEFAULT_OUTAGE_TOLERANCE = 120.0
 
 
 def resolve_artifact_dir(flag: Path | str | None = None) -> Path:
@@ -49,3 +53,19 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         return os.cpu_count() or 1
+
+
+def outage_tolerance() -> float:
+    from hpo.errors import HpoError
+
+    text = os.environ.get(OUTAGE_TOLERANCE_ENV, "").strip()
+    if not text:
+        return DEFAULT_OUTAGE_TOLERANCE
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86400:
+        raise HpoError(f"{OUTAGE_TOLERANCE_ENV}={text!r} is not a number of seconds: set it "
+                       "between 1 and 86400, or unset it for the default of 120.")
+    return seconds

@@ -78,3 +78,22 @@ def test_a_retried_trial_names_its_original(sqlite_url: str) -> None:
     retry = study.trials[1]
     assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == original.number
     assert RetryHeartbeatStaleTrialCallback.retried_trial_number(study.trials[0]) is None
+
+
+def test_running_trials_read_heartbeats_and_start_times(study: optuna.Study) -> None:
+    """hpo's stale check reads Optuna's heartbeat table and its UTC start column."""
+    import datetime
+
+    storage = _optuna.storage_of(study)
+    rdb = _optuna.backend_of(storage)
+    silent, beating = study.ask(), study.ask()
+    rdb.record_heartbeat(_optuna.trial_id_of(beating))
+    finished = study.ask()
+    study.tell(finished, 1.0)
+    found = {t.number: t for t in _optuna.running_trials(rdb, _optuna.study_id_of(study))}
+    assert set(found) == {silent.number, beating.number}
+    assert found[silent.number].heartbeat is None and found[silent.number].heartbeat_age is None
+    assert found[beating.number].heartbeat is not None
+    assert 0 <= found[beating.number].heartbeat_age < 60
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    assert abs((now - found[silent.number].started_utc).total_seconds()) < 60

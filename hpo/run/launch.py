@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 
-from hpo import registry
+from hpo import registry, settings
 from hpo.errors import HpoError
 from hpo.registry import ResolvedStudy
 from hpo.run.progress import LaunchProgress
@@ -70,6 +70,7 @@ def build_spec(reference: str | None, *, worker: bool, study_name: str | None,
         name = study_name or resolved.definition.name
         recorded = records.stored_spec(storage, name) if storage is not None else None
     definition = resolved.definition
+    local.setdefault("outage_tolerance", settings.outage_tolerance())
     spec = LaunchSpec.build(definition, reference=resolved.reference, study_name=name,
                             recorded=recorded, flags=flags, storage_url=storage_url,
                             data_dir=data_dir, trials=flags.get("trials"), **local)

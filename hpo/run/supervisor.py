@@ -3,12 +3,17 @@
 The supervisor holds the trial budget in shared memory (hpo.run.budget), so ``--trials N`` means
 exactly N trials run to an end whatever the number of workers. It forwards Ctrl-C and SIGTERM to
 its workers (a second Ctrl-C kills them), restarts a worker that dies, and fails and re-queues
-the trial a dead worker was running, so nothing is left RUNNING when it returns.
+the trial a dead worker was running. Before it returns it also fails any trial of the study left
+RUNNING by a worker that is gone (hpo.run.stale), so nothing is left RUNNING. Workers die with
+their launcher (:func:`die_with_parent`), so a relaunch never runs beside orphans. A database
+that stays unreachable for the outage tolerance ends every worker and the launch with one
+sentence (:class:`~hpo.storage.database.DatabaseUnreachable`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import logging.handlers
 import multiprocessing
@@ -16,9 +21,10 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -29,10 +35,11 @@ from hpo.errors import HpoError
 from hpo.run.budget import SharedBudget, SharedState
 from hpo.run.devices import WorkerSlot
 from hpo.run.progress import LaunchProgress
+from hpo.run.stale import fail_and_retry, settle_running_trials
 from hpo.run.worker import StopRequest, Worker
 from hpo.spec import LaunchSpec
-from hpo.storage.database import ResilientStorage
-from hpo.storage.records import FAIL_REASON_ATTR
+from hpo.storage.database import DatabaseUnreachable, ResilientStorage, is_connection_error
+from hpo.storage.records import LOST_REASON
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,38 @@ MAX_RESTARTS_PER_SLOT = 3
 # After the first Ctrl-C, workers get this long to fail or finish their trial.
 GRACEFUL_STOP_SECONDS = 60.0
 EXIT_INTERRUPTED = 130
+# A worker that gave up on the database exits with this code (and sends the sentence first).
+EXIT_DATABASE_LOST = 4
+# Once the database is lost, the other workers get this long to stop before they are killed:
+# they cannot mark their trials anyway, and waiting for them would double the launch's wait.
+DATABASE_LOST_STOP_SECONDS = 5.0
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int, *, use_prctl: bool = True) -> None:
+    """Make this process die when ``parent_pid``, its parent, does.
+
+    On Linux the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); where
+    that is unavailable a daemon thread watches the parent and kills this process when it is
+    gone. Either way a launcher killed with SIGKILL leaves no worker behind to run beside the
+    next launch; their trials are failed by the next launch's stale check."""
+    if use_prctl and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # it died before prctl took effect
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="hpo-parent-watch",
+                     daemon=True).start()
+
+
+def _watch_parent(parent_pid: int, interval: float = 0.5) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class QueueEvents:
@@ -53,8 +92,9 @@ class QueueEvents:
 
 
 def _worker_process(spec: LaunchSpec, slot: WorkerSlot, restarts: int, state: SharedState,
-                    events: Any) -> None:
+                    events: Any, parent_pid: int) -> None:
     """Entry point of a worker process (spawned, so it starts with a clean CUDA state)."""
+    die_with_parent(parent_pid)
     stop = StopRequest()
     stop.install()
     root = logging.getLogger()
@@ -72,6 +112,9 @@ def _worker_process(spec: LaunchSpec, slot: WorkerSlot, restarts: int, state: Sh
         worker.run()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+    except DatabaseUnreachable as error:
+        QueueEvents(events, slot.index).emit("database_lost", message=str(error))
+        sys.exit(EXIT_DATABASE_LOST)
     except HpoError as error:
         log.error("%s: %s", slot.label, error)
         sys.exit(3)
@@ -110,6 +153,7 @@ class SuperviseResult:
     counted: int
     interrupted: bool
     failed_slots: list[int]
+    trials: list[int] = field(default_factory=list)  # numbers of the trials its workers ran
 
 
 class Supervisor:
@@ -127,13 +171,14 @@ class Supervisor:
         self.restarts = {slot.index: 0 for slot in self.slots}
         self.failed_slots: list[int] = []
         self.signals = 0
+        self.database_lost: str | None = None  # the sentence of the first worker to give up
 
     # -- processes --------------------------------------------------------------------------
 
     def _start(self, slot: WorkerSlot) -> None:
         process = self.ctx.Process(target=_worker_process, name=f"hpo-{slot.label}",
                                    args=(self.spec, slot, self.restarts[slot.index], self.state,
-                                         self.events), daemon=False)
+                                         self.events, os.getpid()), daemon=False)
         with _child_environment(slot):
             process.start()
         self.processes[slot.index] = process
@@ -157,32 +202,77 @@ class Supervisor:
     def run(self) -> SuperviseResult:
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
-        stop_deadline: float | None = None
         try:
-            for slot in self.slots:
-                self._start(slot)
-            while self.processes:
-                self._drain_events(timeout=0.2)
-                if self.signals and stop_deadline is None:
-                    stop_deadline = time.monotonic() + GRACEFUL_STOP_SECONDS
-                if stop_deadline is not None and time.monotonic() > stop_deadline:
-                    for process in self.processes.values():
-                        process.kill()
-                for index, process in list(self.processes.items()):
-                    if process.exitcode is None:
-                        continue
-                    process.join()
-                    del self.processes[index]
-                    self._after_exit(index, process.exitcode)
-            self._drain_events(timeout=0.1)
+            self._watch()
+        except DatabaseUnreachable as error:  # the launcher's own storage call gave up
+            self.database_lost = self.database_lost or str(error)
+        except BaseException:
+            self._kill_all()
+            self._fail_orphans("the launcher stopped")
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            for process in self.processes.values():  # only if the loop itself failed
-                process.kill()
+            self._kill_all()  # only if the loop itself failed
+        self._settle()
+        if self.database_lost:
+            raise DatabaseUnreachable(self.database_lost)
+        return SuperviseResult(self.state.counted.value, self.signals > 0, self.failed_slots,
+                               sorted(self.progress.trials))
+
+    def _watch(self) -> None:
+        stop_deadline: float | None = None
+        for slot in self.slots:
+            self._start(slot)
+        while self.processes:
+            self._drain_events(timeout=0.2)
+            if self.signals and stop_deadline is None:
+                stop_deadline = time.monotonic() + GRACEFUL_STOP_SECONDS
+            if self.database_lost and stop_deadline is None:
+                self._stop_workers()
+                stop_deadline = time.monotonic() + DATABASE_LOST_STOP_SECONDS
+            if stop_deadline is not None and time.monotonic() > stop_deadline:
+                for process in self.processes.values():
+                    process.kill()
+            for index, process in list(self.processes.items()):
+                if process.exitcode is None:
+                    continue
                 process.join()
-            self._fail_orphans("the launcher stopped")
-        return SuperviseResult(self.state.counted.value, self.signals > 0, self.failed_slots)
+                del self.processes[index]
+                self._after_exit(index, process.exitcode)
+        self._drain_events(timeout=0.1)
+
+    def _kill_all(self) -> None:
+        for process in self.processes.values():
+            process.kill()
+            process.join()
+        self.processes.clear()
+
+    def _stop_workers(self) -> None:
+        for process in self.processes.values():
+            if process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+
+    def _settle(self) -> None:
+        """Leave no trial RUNNING without a live heartbeat: first those of this launch's dead
+        workers, then any other the study holds (a launch killed just before this one)."""
+        if self.database_lost:
+            # One try each, no waiting: what cannot be marked now, the next launch fails.
+            saved, self.storage.outage_tolerance = self.storage.outage_tolerance, 0.0
+            try:
+                self._fail_orphans("the database became unreachable")
+            except Exception as error:
+                if not is_connection_error(error) and not isinstance(error, DatabaseUnreachable):
+                    raise
+                log.debug("Could not mark the trials of the stopped workers: %s", error)
+            finally:
+                self.storage.outage_tolerance = saved
+            return
+        self._fail_orphans("the launcher stopped")
+        if not self.signals:
+            settle_running_trials(self.storage, self.study, grace=self.spec.grace_period,
+                                  interval=self.spec.heartbeat_interval)
 
     def _drain_events(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -195,10 +285,18 @@ class Supervisor:
                 logging.getLogger(item.name).handle(item)
             else:
                 _, index, kind, fields = item
-                self.progress.handle(index, kind, fields)
+                if kind == "database_lost":
+                    self.database_lost = self.database_lost or fields["message"]
+                else:
+                    self.progress.handle(index, kind, fields)
 
     def _after_exit(self, index: int, exitcode: int) -> None:
         died = exitcode != 0
+        if exitcode == EXIT_DATABASE_LOST or self.database_lost:
+            self._drain_events(timeout=0.5)  # its sentence, if not read yet
+            self.database_lost = self.database_lost or "The database became unreachable."
+            self.progress.worker_exited(index, exitcode)
+            return  # no restart: _settle marks what it can, once
         if died:
             # A worker killed by a second Ctrl-C is not retried: the user asked to stop.
             self._recover_slot(index, f"its worker process exited with code {exitcode}",
@@ -245,18 +343,8 @@ class Supervisor:
         This is what the heartbeat check would do after the grace period; the launcher saw the
         process die, so it does it at once.
         """
-        try:
-            trial_id = _optuna.trial_id_of(trial)
-            self.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, f"worker lost: {why}")
-            if not self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
-                return
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return
-        log.warning("Trial %d failed: %s.", trial.number, why)
-        callback = self.storage.get_heartbeat_stale_trial_callback()
-        if retry and callback is not None:
-            callback(self.study, self.storage.get_trial(_optuna.trial_id_of(trial)))
-            log.warning("Trial %d queued again with the same params.", trial.number)
+        fail_and_retry(self.storage, self.study, _optuna.trial_id_of(trial),
+                       f"{LOST_REASON}: {why}", retry=retry)
 
     def _fail_orphans(self, why: str) -> None:
         for index in range(len(self.slots)):

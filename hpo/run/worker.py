@@ -30,9 +30,16 @@ from optuna.trial import TrialState
 from hpo import _optuna, registry
 from hpo.run.budget import Budget
 from hpo.run.devices import WorkerSlot
+from hpo.run.stale import fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
 from hpo.spec import LaunchSpec
-from hpo.storage.database import ResilientStorage, call_with_db_retry, open_storage, study_lock
+from hpo.storage.database import (
+    DatabaseUnreachable,
+    ResilientStorage,
+    call_with_db_retry,
+    open_storage,
+    study_lock,
+)
 from hpo.storage.records import EPOCHS_RUN_ATTR, FAIL_REASON_ATTR, PRUNED_REASON_ATTR
 from hpo.train.trial_run import TrialRun
 
@@ -179,9 +186,8 @@ class Worker:
                 break
             if not self.budget.claim():
                 break
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(self.study)
+            # Fails trials whose worker is gone, also those that never sent a heartbeat.
+            fail_stale_trials(self.storage, self.study, grace=self.spec.grace_period)
             trial = self._ask()
             if trial is None:  # a peer took the last slot since _study_is_done looked
                 self.budget.finished(counted=False)
@@ -237,7 +243,8 @@ class Worker:
             with study_lock(self.storage, _optuna.study_id_of(self.study)):
                 return None if self._total_reached() else self.study.ask()
 
-        return call_with_db_retry(locked_ask, tolerance=self.spec.outage_tolerance)
+        return call_with_db_retry(locked_ask, tolerance=self.spec.outage_tolerance,
+                                  url=self.spec.storage_url)
 
     # -- one trial --------------------------------------------------------------------------
 
@@ -252,13 +259,14 @@ class Worker:
         state, value, reason = TrialState.FAIL, None, None
         interrupted = False
         try:
-            trial.set_user_attr("device", self.slot.device)
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            trial.set_user_attr("seed", run.seed)
-            heartbeat = Heartbeat(self.storage, _optuna.trial_id_of(trial),
-                                  self.spec.heartbeat_interval)
-            with heartbeat, self.stop.interruptible():
-                value = float(self.definition.objective(trial, run))
+            # The first heartbeat goes out at once: a trial without one is failed as an orphan.
+            with Heartbeat(self.storage, _optuna.trial_id_of(trial),
+                           self.spec.heartbeat_interval):
+                trial.set_user_attr("device", self.slot.device)
+                trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                trial.set_user_attr("seed", run.seed)
+                with self.stop.interruptible():
+                    value = float(self.definition.objective(trial, run))
             if math.isfinite(value):
                 state = TrialState.COMPLETE
                 if self.checkpoints is not None and run.checkpoint_model is not None:
@@ -269,6 +277,8 @@ class Worker:
             state, reason = TrialState.PRUNED, str(pruned) or None
         except UpdateFinishedTrialError:
             return self._abandoned(number)
+        except DatabaseUnreachable:
+            raise  # not this trial's fault: it ends the worker (and the launch)
         except KeyboardInterrupt:
             interrupted = True
             reason = "interrupted: the worker was asked to stop"

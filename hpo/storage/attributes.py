@@ -22,6 +22,9 @@ TEST_ATTR = "test_accuracy"  # hpo evaluate's measurement, recorded once
 # On trials (user attributes):
 BASELINE_ATTR = "baseline"  # the trial enqueued from StudyDefinition.baseline
 FAIL_REASON_ATTR = "fail_reason"
+# How the fail_reason of a trial whose worker was lost begins (killed, crashed, stopped beating):
+# such a trial does not count against a budget, because its retry, with the same params, does.
+LOST_REASON = "worker lost"
 PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"
 SECONDS_PER_EPOCH_ATTR = "seconds_per_epoch"

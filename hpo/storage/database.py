@@ -23,6 +23,7 @@ import sqlalchemy
 import sqlalchemy.exc
 import sqlalchemy.orm
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from hpo import _optuna
@@ -160,10 +161,31 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(root).__name__
 
 
+class DatabaseUnreachable(HpoError):
+    """The database stayed unreachable (or kept refusing writes: a full disk) for the whole
+    outage tolerance. Not itself retried: it ends the worker, and the launch, with its
+    sentence."""
+
+
+# When the ongoing outage of each database (by URL) began in this process, so that nested and
+# successive calls share one clock: "unreachable for 2 minutes" means since the first failure,
+# and once that is spent every further call gives up at once instead of waiting 2 more minutes.
+_outage_began: dict[str, float] = {}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} s"
+
+
 def is_connection_error(error: BaseException) -> bool:
     """True for errors that mean "the database is unreachable or busy right now"."""
     current: BaseException | None = error
     while current is not None:
+        if isinstance(current, DatabaseUnreachable):
+            return False  # already given up on: retrying it again would double the wait
         if isinstance(current, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
             return True
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
@@ -173,25 +195,47 @@ def is_connection_error(error: BaseException) -> bool:
 
 
 def call_with_db_retry(
-    func: Callable[..., T], *args: Any, tolerance: float = DEFAULT_OUTAGE_TOLERANCE, **kwargs: Any
+    func: Callable[..., T], *args: Any, tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
+    url: str | None = None, **kwargs: Any
 ) -> T:
     """Call ``func``, retrying with backoff while the database is unreachable, up to
-    ``tolerance`` seconds. Other errors propagate at once."""
+    ``tolerance`` seconds. Other errors propagate at once.
+
+    With the database's ``url``, the tolerance counts from the start of the ongoing outage
+    (see _outage_began), and running out of it raises :class:`DatabaseUnreachable`, one
+    sentence with the masked URL and the reason. With a tolerance of 0 (a transaction retried
+    whole by its caller) the error itself propagates."""
+    key = url or ""
     deadline = time.monotonic() + tolerance
     delay = 0.25
     warned = False
     while True:
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except Exception as error:
-            if not is_connection_error(error) or time.monotonic() + delay > deadline:
+            if not is_connection_error(error) or tolerance <= 0:
                 raise
+            now = time.monotonic()
+            if url is not None:
+                deadline = _outage_began.setdefault(key, now) + tolerance
+            if now + delay > deadline:
+                if url is None:
+                    raise
+                raise DatabaseUnreachable(
+                    f"The database at '{mask_url(url)}' has been unreachable for "
+                    f"{_duration(tolerance)}: {scrub(_first_line(error), url)}; run the command "
+                    "again once it is back."
+                ) from None
             if not warned:
                 log.warning("Database unreachable (%s); retrying for up to %.0f s.",
                             _first_line(error), tolerance)
                 warned = True
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+        else:
+            if url is not None and key in _outage_began:
+                _outage_began.pop(key, None)
+            return result
 
 
 @contextlib.contextmanager
@@ -239,6 +283,34 @@ def study_lock(storage: ResilientStorage, study_id: int) -> Iterator[None]:
         raise
 
 
+def fail_if_running(storage: ResilientStorage, trial_id: int, attrs: dict[str, Any]) -> bool:
+    """Write ``attrs`` (the fail reason) on a trial and mark it FAIL, in one transaction, if it
+    is still RUNNING. Returns whether this call failed it: False if it finished meanwhile or
+    someone else failed it first, so a trial that completes is never left with a fail reason.
+
+    Like study_lock, the transaction runs on one connection that Optuna's sessions join."""
+    rdb = storage.rdb
+
+    def attempt() -> bool:
+        saved = rdb.scoped_session
+        try:
+            with rdb.engine.connect() as connection, connection.begin():
+                session = sqlalchemy.orm.scoped_session(sqlalchemy.orm.sessionmaker(
+                    bind=connection, join_transaction_mode="create_savepoint"))
+                rdb.scoped_session = session
+                try:
+                    for key, value in attrs.items():
+                        rdb.set_trial_user_attr(trial_id, key, value)
+                    return bool(rdb.set_trial_state_values(trial_id, TrialState.FAIL))
+                finally:
+                    rdb.scoped_session = saved
+                    session.remove()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+
+    return call_with_db_retry(attempt, tolerance=storage.outage_tolerance, url=storage.url)
+
+
 class ResilientStorage(_optuna.CachedStorage):
     """Optuna's cached RDB storage, with every call retried through short database outages.
 
@@ -256,17 +328,22 @@ class ResilientStorage(_optuna.CachedStorage):
     def rdb(self) -> RDBStorage:
         return _optuna.backend_of(self)
 
+    def running_trials(self, study_id: int) -> list[_optuna.RunningTrial]:
+        """The study's RUNNING trials with the age of their last heartbeat (retried like every
+        read; see hpo.run.stale)."""
+        return _optuna.running_trials(self.rdb, study_id)
+
 
 def _retrying(method: Callable[..., T], *, reads_only: bool) -> Callable[..., T]:
     @functools.wraps(method)
     def wrapper(self: ResilientStorage, *args: Any, **kwargs: Any) -> T:
         if not reads_only or getattr(_reading, "active", False):
             return call_with_db_retry(method, self, *args, tolerance=self.outage_tolerance,
-                                      **kwargs)
+                                      url=self.url, **kwargs)
         _reading.active = True
         try:
             return call_with_db_retry(method, self, *args, tolerance=self.outage_tolerance,
-                                      **kwargs)
+                                      url=self.url, **kwargs)
         finally:
             _reading.active = False
 
@@ -288,3 +365,5 @@ _WRITES = (
 for _name in _READS + _WRITES:
     setattr(ResilientStorage, _name,
             _retrying(getattr(_optuna.CachedStorage, _name), reads_only=_name in _READS))
+ResilientStorage.running_trials = _retrying(  # type: ignore[method-assign]
+    ResilientStorage.running_trials, reads_only=True)

@@ -30,6 +30,7 @@ from hpo.storage.attributes import (  # noqa: F401
     EPOCHS_RUN_ATTR,
     FAIL_REASON_ATTR,
     HPO_VERSION_ATTR,
+    LOST_REASON,
     METRIC_ATTR,
     OLD_SPEC_ATTR,
     PRUNED_REASON_ATTR,

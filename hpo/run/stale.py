@@ -1,0 +1,117 @@
+"""Trials left RUNNING by a worker that is gone: finding them, failing them with a reason, and
+queuing them again with the same params.
+
+A RUNNING trial is stale when its last heartbeat is older than the grace period (Optuna's
+rule), or when it never sent one and started longer ago than the grace period: its worker died
+inside ``study.ask()``, after the trial's row existed, and Optuna's own check skips such a trial
+for ever. Workers run :func:`fail_stale_trials` before each trial; a launch runs
+:func:`settle_running_trials` before it returns, so it never leaves a dead trial RUNNING.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import logging
+import time
+import warnings
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from hpo import _optuna
+from hpo.storage.database import STALE_TRIAL_MAX_RETRY, ResilientStorage, fail_if_running
+from hpo.storage.records import FAIL_REASON_ATTR, LOST_REASON, PRUNED_REASON_ATTR
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def stale_reason(trial: _optuna.RunningTrial, grace: float,
+                 now: datetime.datetime | None = None) -> str | None:
+    """Why ``trial`` is stale (its fail_reason), or None while it may still be alive. ``now`` is
+    naive UTC, as Optuna records a trial's start."""
+    if trial.heartbeat_age is not None:
+        if trial.heartbeat_age > grace:
+            return f"{LOST_REASON}: no heartbeat for {trial.heartbeat_age:.0f} s"
+        return None
+    if trial.started_utc is None:
+        return None
+    age = ((now or _utcnow()) - trial.started_utc).total_seconds()
+    if age > grace:
+        return (f"{LOST_REASON}: it sent no heartbeat in the {age:.0f} s since it started "
+                "(its worker died as it began)")
+    return None
+
+
+def fail_and_retry(storage: ResilientStorage, study: optuna.Study, trial_id: int, reason: str,
+                   *, retry: bool = True) -> bool:
+    """Fail a RUNNING trial whose worker is gone, with ``reason`` as its fail_reason, and queue
+    it again with the same params. Returns False, doing nothing, if it is no longer RUNNING.
+
+    The retry is a copy of the trial's user attributes (Optuna's retry callback), less the
+    reason, so a retry that completes does not read "worker lost"."""
+    if not fail_if_running(storage, trial_id, {FAIL_REASON_ATTR: reason}):
+        return False
+    frozen = storage.get_trial(trial_id)
+    callback = storage.get_heartbeat_stale_trial_callback()
+    queued = False
+    if retry and callback is not None:
+        clean = copy.deepcopy(frozen)
+        for attr in (FAIL_REASON_ATTR, PRUNED_REASON_ATTR):
+            clean.user_attrs.pop(attr, None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            queued = len(RetryHeartbeatStaleTrialCallback.retry_history(frozen)) \
+                < STALE_TRIAL_MAX_RETRY
+        callback(study, clean)
+    log.warning("Trial %d failed: %s%s.", frozen.number, reason,
+                "; queued again with the same params" if queued else "")
+    return True
+
+
+def fail_stale_trials(storage: ResilientStorage, study: optuna.Study, *,
+                      grace: float) -> list[_optuna.RunningTrial]:
+    """Fail and retry the study's stale trials; returns the RUNNING trials that are not."""
+    alive = []
+    now = _utcnow()
+    for trial in storage.running_trials(_optuna.study_id_of(study)):
+        reason = stale_reason(trial, grace, now)
+        if reason is None:
+            alive.append(trial)
+        else:
+            fail_and_retry(storage, study, trial.trial_id, reason)
+    return alive
+
+
+def settle_running_trials(storage: ResilientStorage, study: optuna.Study, *, grace: float,
+                          interval: float, poll: float = 1.0) -> None:
+    """Return once no trial of the study is RUNNING without a live heartbeat.
+
+    Stale trials are failed at once. A trial whose heartbeat is recent but does not move (its
+    worker died moments ago, say with a launcher killed just before this launch) is waited for
+    until the grace period makes it stale, then failed; one whose heartbeat moves belongs to a
+    live worker (another launch, another machine) and is left alone."""
+    first_seen: dict[int, _optuna.RunningTrial] = {}
+    deadline = time.monotonic() + grace + interval + 5
+    announced = False
+    while True:
+        pending = []
+        for trial in fail_stale_trials(storage, study, grace=grace):
+            seen = first_seen.setdefault(trial.trial_id, trial)
+            if trial.heartbeat is not None and (seen.heartbeat is None
+                                                or trial.heartbeat > seen.heartbeat):
+                continue  # its heartbeat moved: a live worker runs it
+            pending.append(trial)
+        if not pending or time.monotonic() > deadline:
+            return
+        if not announced:
+            numbers = ", ".join(str(t.number) for t in pending)
+            log.warning("Trial(s) %s RUNNING with no live heartbeat: waiting up to %.0f s (the "
+                        "grace period) to fail them as lost, unless their worker beats.",
+                        numbers, grace)
+            announced = True
+        time.sleep(poll)

@@ -35,6 +35,7 @@ TEST_ATTR = "test_accuracy"  # hpo evaluate's measurement, recorded once
 FAIL_REASON_ATTR = "fail_reason"
 PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"
+RESUMED_FROM_ATTR = "resumed_from_epoch"  # a retry that went on from its original's epoch
 _OLD_SPEC_ATTR = "launch_config"  # what hpo 0.1's first round recorded (no study reference)
 
 

@@ -255,7 +255,8 @@ class Worker:
         self.events.emit("trial_started", trial=number)
         run = TrialRun(trial, self.definition, self.spec, device=self.device,
                        on_epoch=lambda epoch, value: self.events.emit(
-                           "epoch", trial=number, epoch=epoch, value=value))
+                           "epoch", trial=number, epoch=epoch, value=value),
+                       retry_of=self._retry_of(trial))
         state, value, reason = TrialState.FAIL, None, None
         interrupted = False
         try:
@@ -298,6 +299,8 @@ class Worker:
             self._tell(trial, state, value, reason)
         except UpdateFinishedTrialError:
             return self._abandoned(number)
+        if not interrupted:  # no retry follows a trial whose end the worker recorded
+            run.discard_resume_point()
         self.events.emit("trial_finished", trial=number, state=state.name, value=value,
                          reason=reason)
         if state == TrialState.FAIL:
@@ -305,6 +308,13 @@ class Worker:
         if interrupted:
             self.stop.requested = True
         return True
+
+    def _retry_of(self, trial: optuna.Trial) -> int | None:
+        """The trial that ``trial`` retries (the first of a chain of retries), or None; its
+        resume point is where the retry goes on from."""
+        from hpo.train.resume import original_trial_number
+
+        return original_trial_number(self.storage.get_trial(_optuna.trial_id_of(trial)))
 
     @staticmethod
     def _record_progress(trial: optuna.Trial, run: TrialRun) -> None:

@@ -27,6 +27,7 @@ FAIL_REASON_ATTR = "fail_reason"
 LOST_REASON = "worker lost"
 PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"
+RESUMED_FROM_ATTR = "resumed_from_epoch"  # a retry that went on from its original's epoch
 SECONDS_PER_EPOCH_ATTR = "seconds_per_epoch"
 
 

@@ -34,6 +34,7 @@ from hpo.storage.attributes import (  # noqa: F401
     METRIC_ATTR,
     OLD_SPEC_ATTR,
     PRUNED_REASON_ATTR,
+    RESUMED_FROM_ATTR,
     SPEC_ATTR,
     SYNTHETIC_ATTR,
     TEST_ATTR,

@@ -5,10 +5,14 @@ either calls ``run.fit(model, ...)``, hpo's training loop, or trains in its own 
 ``run.report(value, epoch)`` after each epoch. Both report the validation metric each epoch,
 raise ``optuna.TrialPruned`` when the pruner says so, record epochs and seconds per epoch on
 the trial, and keep the trained model so the worker can checkpoint it if it is the best so far.
+
+``fit`` also saves a resume point every epoch (hpo.train.resume), and the retry of a trial whose
+worker died goes on from it: it reports the curve so far again and trains the epochs left.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections.abc import Callable
@@ -21,11 +25,14 @@ from torch import nn
 
 from hpo import data
 from hpo.definition import Dataset, Splits, StudyDefinition
-from hpo.storage.attributes import BASELINE_ATTR
+from hpo.storage.attributes import BASELINE_ATTR, RESUMED_FROM_ATTR
 from hpo.train import loop
+from hpo.train.resume import ResumePoint, resume_path
 
 if TYPE_CHECKING:
     from hpo.spec import LaunchSpec
+
+log = logging.getLogger(__name__)
 
 
 def trial_seed(base_seed: int, trial_number: int) -> int:
@@ -40,26 +47,37 @@ class TrialRun:
     - ``device``: the torch device this worker trains on;
     - ``epochs``: how many epochs to train (the launch's ``--epochs``);
     - ``options``: the study's launch options (StudyDefinition.options, as launched);
-    - ``seed``: this trial's seed (torch is seeded with it before the objective runs);
+    - ``seed``: this trial's seed (torch is seeded with it before the objective runs); a retry
+      has its original trial's seed;
     - ``data_dir``: the dataset root (``--data-dir``).
+
+    ``retry_of`` is the number of the trial this one retries (the first of a chain of
+    retries), if it is a retry: ``fit`` then goes on from that trial's resume point.
     """
 
     def __init__(self, trial: optuna.Trial | optuna.trial.FixedTrial,
                  definition: StudyDefinition, spec: LaunchSpec, *, device: str = "cpu",
                  epochs: int | None = None,
-                 on_epoch: Callable[[int, float], None] | None = None) -> None:
+                 on_epoch: Callable[[int, float], None] | None = None,
+                 retry_of: int | None = None) -> None:
         self.trial = trial
         self.definition = definition
         self.spec = spec
         self.device = torch.device(device)
         self.epochs: int = epochs if epochs is not None else spec.epochs
         self.options: dict[str, Any] = dict(spec.options)
-        self.seed = trial_seed(spec.seed, trial.number)
+        self.retry_of = retry_of
+        # A retry is the same trial run again: same params, same seed, same resume point.
+        self.original_number = retry_of if retry_of is not None else trial.number
+        self.seed = trial_seed(spec.seed, self.original_number)
         self.dataset: Dataset = data.dataset_of(definition, synthetic=spec.synthetic)
         # Builds the trained network for a checkpoint; only called if the trial is the best.
         self.checkpoint_model: Callable[[], nn.Module] | None = None
         self._on_epoch_hook = on_epoch
         self.epoch_seconds: list[float] = []  # the worker records these on the trial
+        self.resumed_epochs = 0  # epochs restored from the resume point, not trained here
+        self._fits = 0
+        self._resume_point: ResumePoint | None = None
         self._epoch_started = time.perf_counter()
         torch.manual_seed(self.seed)
 
@@ -95,16 +113,58 @@ class TrialRun:
             channels_last: bool = False) -> float:
         """Train ``model`` for the study's epochs and return its validation accuracy.
 
-        See :func:`hpo.train.loop.fit` for the keyword arguments."""
+        See :func:`hpo.train.loop.fit` for the keyword arguments. Every epoch it saves the
+        trial's resume point; a retry goes on from its original trial's."""
         self.checkpoint_model = lambda: model
+        self._fits += 1
+        point = self._resume_point = self._make_resume_point()
+        saved = point.load() if point is not None and self.retry_of is not None else None
+        curve: list[float] = []
+
+        def restored(epoch: int) -> None:
+            # The retry's curve starts as the original's: report it again, unpruned (the
+            # original passed the pruner at each of these epochs).
+            curve.extend(saved["values"][:epoch] if saved else [])
+            for step, value in enumerate(curve, start=1):
+                self.trial.report(value, step)
+            self.resumed_epochs = epoch
+            self.trial.set_user_attr(RESUMED_FROM_ATTR, epoch)
+            log.info("Trial %d resumes trial %d after epoch %d of %d.", self.trial.number,
+                     self.original_number, epoch, self.epochs)
+
+        def save(epoch: int, state: dict[str, Any]) -> None:
+            if point is not None:
+                point.save([*curve, float(state["val_accuracy"])], state)
+
+        def after_epoch(epoch: int, value: float, seconds: float) -> None:
+            curve.append(value)
+            self._after_epoch(epoch, value, seconds)
+
         result = loop.fit(
             model, splits if splits is not None else self.splits(), epochs=self.epochs, lr=lr,
             batch_size=batch_size, weight_decay=weight_decay, loss=loss,
             label_smoothing=label_smoothing, schedule=schedule, seed=self.seed,
-            transform=transform, on_epoch=self._after_epoch,
+            transform=transform, on_epoch=after_epoch,
             mixed_precision=self.spec.mixed_precision, channels_last=channels_last,
+            resume=saved["training"] if saved else None, on_resume=restored, save_state=save,
         )
         return result.val_accuracy
+
+    def discard_resume_point(self) -> None:
+        """Delete the trial's resume point: the worker calls this once the trial's end is
+        recorded, after which no retry of it can follow."""
+        point = self._resume_point or self._make_resume_point()
+        if point is not None:
+            point.discard()
+
+    def _make_resume_point(self) -> ResumePoint | None:
+        if not self.spec.artifact_dir or isinstance(self.trial, optuna.trial.FixedTrial):
+            return None
+        return ResumePoint(
+            resume_path(self.spec.artifact_dir, self.spec.study_name, self.original_number),
+            {"study": self.spec.study_name, "trial": self.original_number,
+             "params": dict(self.trial.params), "seed": self.seed, "fit": self._fits},
+        )
 
     def report(self, value: float, epoch: int, *, model: nn.Module | None = None) -> None:
         """For objectives with their own training loop: report the validation metric after
@@ -118,7 +178,8 @@ class TrialRun:
 
     @property
     def epochs_run(self) -> int:
-        return len(self.epoch_seconds)
+        """The epochs of the trial's curve: those trained here and those resumed."""
+        return self.resumed_epochs + len(self.epoch_seconds)
 
     @property
     def seconds_per_epoch(self) -> float | None:

@@ -1,0 +1,139 @@
+"""Resume points: a trial's training state, saved every epoch, so that its retry goes on from there.
+
+A worker that dies mid-trial (killed, out of host memory, its machine lost) leaves its trial
+RUNNING; the launcher, or the next worker's heartbeat check, fails it and queues a retry with
+the same params (Optuna's ``RetryHeartbeatStaleTrialCallback``). Every epoch, ``TrialRun.fit``
+writes the trial's resume point: the network's and optimizer's state, the step of the learning
+rate schedule, the random number generators (torch's CPU and CUDA ones and the generator that
+draws the data order) and the curve reported so far. The retry loads it, reports that curve
+again, so the pruner sees the same curve as an unbroken run, and trains only the epochs left.
+
+One file per trial, ``<artifact_dir>/resume/<study>/<original trial number>.pt``, replaced
+whole each epoch (a temporary file, then ``os.replace``), and deleted when the worker records
+the trial's end. A retry of a retry uses its original trial's file. Files are read with
+``torch.load(weights_only=True)``; one that is unreadable or was written for another trial
+(other study, params, seed, training settings or network) is ignored with a warning, and the
+retry trains from scratch. Workers on several machines share resume points only through a
+shared ``HPO_ARTIFACT_DIR``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+log = logging.getLogger(__name__)
+
+FORMAT = "hpo-resume/1"
+FOLDER = "resume"
+
+
+def original_trial_number(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of the trial that ``trial`` retries, following retries of retries back to
+    the first; None if ``trial`` is no retry."""
+    with warnings.catch_warnings():  # marked experimental, but the documented public route
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
+        if history:
+            return int(history[0])
+        number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return None if number is None else int(number)
+
+
+def safe_name(study_name: str) -> str:
+    """The study's name as one folder name: names come from storage, which anyone with the
+    dashboard can write, and must not point anywhere else."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
+    if safe != study_name:
+        safe = f"{safe[:80]}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def resume_path(artifact_dir: str | Path, study_name: str, trial_number: int) -> Path:
+    return Path(artifact_dir) / FOLDER / safe_name(study_name) / f"{trial_number}.pt"
+
+
+class ResumePoint:
+    """The resume point of one trial (and of its retries).
+
+    ``identity`` is what a file must have been written for to be used: the study, the original
+    trial number, its params, seed and the index of the ``fit`` call within the objective.
+    """
+
+    def __init__(self, path: Path, identity: Mapping[str, Any]) -> None:
+        self.path = path
+        self.identity = dict(identity)
+        self._save_failed = False
+
+    def save(self, values: list[float], training: Mapping[str, Any]) -> None:
+        """Replace the file with this epoch's state. A failure (a full disk) is logged once
+        per trial and costs only the resume point, never the trial."""
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"format": FORMAT, **self.identity, "values": list(values),
+                        "training": dict(training)}, temporary)
+            os.replace(temporary, self.path)
+        except Exception as error:  # noqa: BLE001 - a resume point is never worth a trial
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            if not self._save_failed:
+                self._save_failed = True
+                log.warning("Could not write the resume point %s (%s): a retry of trial %s "
+                            "would train from scratch.", self.path, _first_line(error),
+                            self.identity.get("trial"))
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved point if there is one written for this trial, else None; a file that
+        cannot be used is ignored with a warning."""
+        if not self.path.exists():
+            log.info("No resume point for trial %s at %s; it trains from scratch.",
+                     self.identity.get("trial"), self.path)
+            return None
+        try:
+            point = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - garbage, truncated, or not weights only
+            self.ignore(f"it cannot be read ({_first_line(error)})")
+            return None
+        problem = self._mismatch(point)
+        if problem:
+            self.ignore(problem)
+            return None
+        return point
+
+    def ignore(self, why: str) -> None:
+        log.warning("Ignoring the resume point %s: %s; trial %s trains from scratch.",
+                    self.path, why, self.identity.get("trial"))
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def _mismatch(self, point: Any) -> str | None:
+        if not isinstance(point, dict) or point.get("format") != FORMAT:
+            return "it is not an hpo resume point"
+        for key, expected in self.identity.items():
+            if point.get(key) != expected:
+                return f"it was written for another {key} ({point.get(key)!r}, not {expected!r})"
+        values, training = point.get("values"), point.get("training")
+        if not isinstance(training, dict) or not isinstance(values, list) \
+                or not all(isinstance(v, float) for v in values) \
+                or training.get("epoch") != len(values) or not values:
+            return "its curve and training state do not fit together"
+        return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]

@@ -35,7 +35,7 @@ from hpo.errors import HpoError
 from hpo.run.budget import SharedBudget, SharedState
 from hpo.run.devices import WorkerSlot
 from hpo.run.progress import LaunchProgress
-from hpo.run.stale import fail_and_retry, settle_running_trials
+from hpo.run.stale import fail_and_retry, fail_stale_trials, settle_running_trials
 from hpo.run.worker import StopRequest, Worker
 from hpo.spec import LaunchSpec
 from hpo.storage.database import DatabaseUnreachable, ResilientStorage, is_connection_error
@@ -70,7 +70,7 @@ def die_with_parent(parent_pid: int, *, use_prctl: bool = True) -> None:
                 if os.getppid() != parent_pid:  # it died before prctl took effect
                     os.kill(os.getpid(), signal.SIGKILL)
                 return
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, TypeError):
             pass
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="hpo-parent-watch",
                      daemon=True).start()
@@ -270,7 +270,9 @@ class Supervisor:
                 self.storage.outage_tolerance = saved
             return
         self._fail_orphans("the launcher stopped")
-        if not self.signals:
+        if self.signals:  # the user asked to stop: fail what is already stale, wait for nothing
+            fail_stale_trials(self.storage, self.study, grace=self.spec.grace_period)
+        else:
             settle_running_trials(self.storage, self.study, grace=self.spec.grace_period,
                                   interval=self.spec.heartbeat_interval)
 

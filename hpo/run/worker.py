@@ -193,11 +193,10 @@ class Worker:
                 self.budget.finished(counted=False)
                 break
             self.budget.started(_optuna.trial_id_of(trial))
-            was_counted = False
-            try:
-                was_counted = self._run_trial(trial)
-            finally:
-                self.budget.finished(counted=was_counted)
+            # An exception out of the trial (the database lost) leaves the budget unit and the
+            # trial to the launcher, which fails the trial as lost: settling here would hide it.
+            was_counted = self._run_trial(trial)
+            self.budget.finished(counted=was_counted)
             counted += was_counted
         return counted
 

@@ -512,7 +512,14 @@ def export(
     if not output.parent.exists():
         raise HpoError(f"The folder '{output.parent}' for --output does not exist: create it "
                        "first.")
-    output.write_text(text)
+    if output.is_dir():
+        raise HpoError(f"--output {output} is a folder: give a file name, e.g. "
+                       f"{output / ('trials.' + chosen.value)}.")
+    try:
+        output.write_text(text)
+    except OSError as error:
+        raise HpoError(f"Cannot write {output} ({error.strerror or error}): choose a path you "
+                       "can write to.") from None
     stderr.print(f"Wrote {len(loaded.trials)} trial(s) of {loaded.study_name} to {output}.",
                  markup=False)
 
@@ -617,7 +624,15 @@ def report(
     from hpo.results.report import default_folder, write_report
 
     loaded = _load(storage, study)
-    pngs, summary_file = write_report(loaded, output or default_folder(loaded.study_name))
+    folder = output or default_folder(loaded.study_name)
+    if folder.exists() and not folder.is_dir():
+        raise HpoError(f"The report folder {folder} is a file: pass --output with a folder "
+                       "(it is created if missing).")
+    try:
+        pngs, summary_file = write_report(loaded, folder)
+    except OSError as error:
+        raise HpoError(f"Cannot write the report into {folder} ({error.strerror or error}): "
+                       "pass --output with a folder you can write to.") from None
     for path in [*pngs, summary_file]:
         stdout.print(str(path), markup=False)
 

@@ -36,6 +36,17 @@ FAIL_REASON_ATTR = "fail_reason"
 PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"
 _OLD_SPEC_ATTR = "launch_config"  # what hpo 0.1's first round recorded (no study reference)
+# Optuna's studies.study_name column is a VARCHAR(512): PostgreSQL refuses longer names with
+# a driver error, SQLite stores them. Both are refused up front, the same way.
+MAX_STUDY_NAME = 512
+
+
+def check_study_name(name: str) -> None:
+    """HpoError unless ``name`` fits the storage's study-name column."""
+    if len(name) > MAX_STUDY_NAME:
+        raise HpoError(f"The study name '{name[:40]}…' is {len(name)} characters long, and "
+                       f"storage holds names of at most {MAX_STUDY_NAME}: choose a shorter "
+                       "--study-name.")
 
 
 def study_names(storage: ResilientStorage) -> list[str]:
@@ -110,6 +121,7 @@ def check_compatible(storage: ResilientStorage, name: str, definition: StudyDefi
 def create_or_resume(storage: ResilientStorage, definition: StudyDefinition, name: str, *,
                      synthetic: bool, spec: Mapping[str, Any]) -> tuple[optuna.Study, bool]:
     """Create the study or check and resume it. Returns (study, created)."""
+    check_study_name(name)
     if name in study_names(storage):
         _wait_for_creator(storage, name)
     check_compatible(storage, name, definition, synthetic=synthetic)

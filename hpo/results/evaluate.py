@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import optuna
@@ -92,7 +92,13 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
         source = "retrained"
     else:
         model = definition.build_model(trial.params)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:  # a checkpoint of another network (storage is shared)
+            first = str(error).strip().splitlines()[0]
+            raise HpoError(f"The checkpoint of trial {trial.number} does not fit the network of "
+                           f"its params ({first[:120]}): delete it, or pass --retrain to train "
+                           "that trial's params again.") from None
         source = "checkpoint"
     x, y = data.load_test(dataset, data_dir, device=device, options=spec.options)
     transform = None
@@ -103,7 +109,7 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
     accuracy = loop.accuracy(model, x, y, transform=transform,
                              batch_size=256 if transform else loop.EVAL_BATCH_SIZE)
     result = Evaluation(trial.number, trial.value, accuracy, len(y), source,
-                        datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                        datetime.now(UTC).isoformat(timespec="seconds"))
     _record(study, result, definition.metric_name)
     return result
 

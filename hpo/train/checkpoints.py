@@ -138,7 +138,11 @@ def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | 
                         artifact_dir)
             return None
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not all(
+                    isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+                raise ValueError(f"it holds a {type(state).__name__}, not names and tensors")
+            return state
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
             text = str(error).strip()
             first = text.splitlines()[0] if text else type(error).__name__

@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from hpo import settings
 from hpo.errors import HpoError
@@ -257,7 +258,7 @@ def _run(spec: LaunchSpec, *, dry_run: bool, dashboard_port: int | None,
         budget=prepared.budget, epochs=spec.epochs, slots=list(spec.slots),
     )
     result = launch.run(spec, storage, prepared, progress)
-    _print_summary(prepared.study, result.trials, masked)
+    _print_summary(prepared.study, result.trials, masked, spec.storage_url)
     if result.interrupted:
         stderr.print("Stopped before the budget was spent; launch again to add the rest.")
         raise typer.Exit(launch.EXIT_INTERRUPTED)
@@ -273,15 +274,20 @@ def _print_plan(spec: LaunchSpec, masked: str) -> None:
     stdout.print(f"storage:  {masked}", markup=False)
     budget = spec.trials if spec.trials is not None else "until stopped"
     total = f", study-wide total {spec.total}" if spec.total is not None else ""
-    stdout.print(f"budget:   {budget} trial(s){total}, {spec.epochs} epoch(s) each")
-    stdout.print(f"search:   sampler {spec.sampler}, pruner {spec.pruner}, seed {spec.seed}")
+    # The recorded spec comes from storage: nothing in it is markup.
+    stdout.print(f"budget:   {budget} trial(s){total}, {spec.epochs} epoch(s) each",
+                 markup=False)
+    stdout.print(f"search:   sampler {spec.sampler}, pruner {spec.pruner}, seed {spec.seed}",
+                 markup=False)
     stdout.print(f"data:     {'synthetic' if spec.synthetic else spec.data_dir}", markup=False)
     for slot in spec.slots:
         gpu = f", CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices}" if slot.device != "cpu" else ""
-        stdout.print(f"worker {slot.index} -> {slot.device}{gpu}, {slot.threads} thread(s)")
+        stdout.print(f"worker {slot.index} -> {slot.device}{gpu}, {slot.threads} thread(s)",
+                     markup=False)
 
 
-def _print_summary(study: optuna.Study, ran: list[int], masked: str) -> None:
+def _print_summary(study: optuna.Study, ran: list[int], masked: str, storage_url: str
+                   ) -> None:
     """The launch's results: the trials its own workers ran (not a concurrent launch's).
 
     "Finished in this launch" counts what the budget counts: every trial its workers ran to an
@@ -312,8 +318,23 @@ def _print_summary(study: optuna.Study, ran: list[int], masked: str) -> None:
         stdout.print(f"Best {metric} {best.value:.4f} (trial {best.number}):", markup=False)
         for name, value in best.params.items():
             stdout.print(f"  {name:<12} {value}", markup=False)
-    storage_flag = "" if masked == settings.DEFAULT_STORAGE_URL else f" --storage '{masked}'"
-    stdout.print(f"Watch it with: hpo dashboard{storage_flag}", markup=False)
+    stdout.print(f"Watch it with: {watch_command(storage_url)}", markup=False)
+
+
+def watch_command(storage_url: str) -> str:
+    """The dashboard command for this storage, ready to paste. A URL with a password is never
+    printed, not even masked (a pasted *** would fail): the command reads it from HPO_STORAGE."""
+    import shlex
+
+    from hpo.storage.urls import mask_url
+
+    if storage_url == settings.DEFAULT_STORAGE_URL:
+        return "hpo dashboard"
+    if mask_url(storage_url) != storage_url:
+        env = settings.STORAGE_ENV
+        return (f'hpo dashboard --storage "${env}" (with {env} set to the storage URL, '
+                "password included: hpo does not print it)")
+    return f"hpo dashboard --storage {shlex.quote(storage_url)}"
 
 
 def _slots(gpus: str, workers: int | None, workers_per_gpu: int, threads: int | None) -> tuple:
@@ -459,7 +480,9 @@ def status(
         stdout.print(f"No studies in {mask_url(storage)} yet: start one with 'hpo launch'.",
                      markup=False)
         return
-    table = Table(title=escape(f"Studies in {mask_url(storage)}"), title_justify="left")
+    # Names and attributes come from storage, which anyone with the dashboard can write: every
+    # cell is a Text, which rich never reads as markup.
+    table = Table(title=Text(f"Studies in {mask_url(storage)}"), title_justify="left")
     for column in ("study", "definition", "dataset", *[s.lower() for s in summary.STATE_ORDER],
                    "best", "last activity"):
         table.add_column(column, justify="right" if column not in
@@ -470,9 +493,9 @@ def status(
                 if found.best_value is not None else "-")
         last = found.last_activity.strftime("%Y-%m-%d %H:%M:%S") \
             if found.last_activity else "-"
-        # Names come from storage, which anyone with the dashboard can write: never markup.
-        table.add_row(escape(found.name), escape(found.definition), escape(found.dataset),
-                      *[str(found.counts[s]) for s in summary.STATE_ORDER], best, last)
+        table.add_row(*map(Text, (found.name, found.definition, found.dataset,
+                                  *[str(found.counts[s]) for s in summary.STATE_ORDER], best,
+                                  last)))
     stdout.print(table)
 
 
@@ -526,7 +549,14 @@ def export(
     if not output.parent.exists():
         raise HpoError(f"The folder '{output.parent}' for --output does not exist: create it "
                        "first.")
-    output.write_text(text)
+    if output.is_dir():
+        raise HpoError(f"--output {output} is a folder: give a file name, e.g. "
+                       f"{output / ('trials.' + chosen.value)}.")
+    try:
+        output.write_text(text)
+    except OSError as error:
+        raise HpoError(f"Cannot write {output} ({error.strerror or error}): choose a path you "
+                       "can write to.") from None
     stderr.print(f"Wrote {len(loaded.get_trials())} trial(s) of {loaded.study_name} to {output}.",
                  markup=False)
 
@@ -558,18 +588,18 @@ def trials(
     if as_json:
         sys.stdout.write(json.dumps(records, default=str) + "\n")
         return
-    table = Table(title=escape(f"Trials of {loaded.study_name}"), title_justify="left")
+    table = Table(title=Text(f"Trials of {loaded.study_name}"), title_justify="left")
     for column in ("#", "state", "value", "epochs", "duration", "params"):
         table.add_column(column, justify="right" if column in ("#", "value", "epochs",
                                                                 "duration") else "left")
     for record in records:
         params = ", ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
         duration = record["duration_s"]
-        table.add_row(
+        table.add_row(*map(Text, (  # stored strings: never markup (see status)
             str(record["number"]), record["state"].lower(),
             f"{record['value']:.4f}" if record["value"] is not None else "-",
             str(record["user_attrs"].get(EPOCHS_RUN_ATTR, "-")),
-            f"{duration:.1f} s" if duration is not None else "-", escape(params))
+            f"{duration:.1f} s" if duration is not None else "-", params)))
     stdout.print(table)
 
 
@@ -615,7 +645,7 @@ def evaluate(
         stdout.print(f"(Recorded on {result.measured_at}; pass --again to measure again.)",
                      markup=False)
     else:
-        stdout.print(f"Recorded on the study (from its {result.source} model).")
+        stdout.print(f"Recorded on the study (from its {result.source} model).", markup=False)
 
 
 @app.command()
@@ -631,7 +661,15 @@ def report(
     from hpo.results.report import default_folder, write_report
 
     loaded = _load(storage, study)
-    pngs, summary_file = write_report(loaded, output or default_folder(loaded.study_name))
+    folder = output or default_folder(loaded.study_name)
+    if folder.exists() and not folder.is_dir():
+        raise HpoError(f"The report folder {folder} is a file: pass --output with a folder "
+                       "(it is created if missing).")
+    try:
+        pngs, summary_file = write_report(loaded, folder)
+    except OSError as error:
+        raise HpoError(f"Cannot write the report into {folder} ({error.strerror or error}): "
+                       "pass --output with a folder you can write to.") from None
     for path in [*pngs, summary_file]:
         stdout.print(str(path), markup=False)
 
@@ -654,7 +692,8 @@ def dashboard(
     _setup_logging()
     server = create_server(storage, host=host, port=port,
                            artifact_dir=settings.resolve_artifact_dir())
-    stderr.print(f"Dashboard on {url_of(server)} (Ctrl-C stops it)", soft_wrap=True)
+    stderr.print(f"Dashboard on {url_of(server)} (Ctrl-C stops it)", soft_wrap=True,
+                 markup=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

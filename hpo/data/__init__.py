@@ -84,7 +84,16 @@ def prepare(dataset: Dataset, data_dir: Path) -> None:
     """Make sure the files are present and sound (downloading them if allowed), before any
     trial starts. Raises HpoError naming the file and what to do."""
     if dataset.prepare is not None:
+        _check_folder(Path(data_dir))
         dataset.prepare(Path(data_dir))
+
+
+def _check_folder(data_dir: Path) -> None:
+    """HpoError if ``data_dir`` or the nearest of its parents that exists is not a folder."""
+    existing = next((p for p in (data_dir, *data_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise HpoError(f"--data-dir {data_dir} cannot be a folder because {existing} is a file: "
+                       "point --data-dir (or HPO_DATA_DIR) at a folder.")
 
 
 def fingerprint(dataset: Dataset, data_dir: Path) -> str:

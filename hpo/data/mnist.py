@@ -59,6 +59,9 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 def _read_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     folder = raw_dir(data_dir)
     images = read_idx(folder / FILES[f"{split}_images"], 3)
+    if len(images) == 0:
+        raise HpoError(f"{folder / FILES[f'{split}_images']} holds no images: replace it with "
+                       "the original file (or delete it and run again to download it).")
     labels = read_idx(folder / FILES[f"{split}_labels"], 1)
     if len(images) != len(labels) or images.shape[1:] != (28, 28) or labels.max() > 9:
         raise HpoError(
@@ -103,7 +106,8 @@ def _download(data_dir: Path, where: str) -> None:
 
 
 def _to_device(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Flatten and scale uint8 images to [-1, 1] on the device, as the seed's Normalize(0.5, 0.5)."""
+    """Flatten and scale uint8 images to [-1, 1] on the device, as the seed's
+    Normalize(0.5, 0.5)."""
     pixels = torch.as_tensor(images).to(device).reshape(len(images), -1)
     return pixels.float().div_(127.5).sub_(1.0)
 

@@ -93,7 +93,13 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
         source = "retrained"
     else:
         model = definition.build_model(trial.params)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:  # a checkpoint of another network (storage is shared)
+            first = str(error).strip().splitlines()[0]
+            raise HpoError(f"The checkpoint of trial {trial.number} does not fit the network of "
+                           f"its params ({first[:120]}): delete it, or pass --retrain to train "
+                           "that trial's params again.") from None
         source = "checkpoint"
     x, y = data.load_test(dataset, data_dir, device=device, options=spec.options)
     transform = None

@@ -60,7 +60,7 @@ def default_folder(study_name: str) -> Path:
     """reports/NAME, with the name made safe as one folder name: study names come from storage,
     which anyone with the dashboard can write, and must not point anywhere else."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
-    if safe != study_name:
+    if safe != study_name or len(safe) > 80:  # long names would exceed the file system's 255
         safe = f"{safe[:80]}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
     return Path("reports") / safe
 

@@ -69,6 +69,7 @@ def build_spec(reference: str | None, *, worker: bool, study_name: str | None,
         resolved = registry.resolve(reference)
         name = study_name or resolved.definition.name
         recorded = records.stored_spec(storage, name) if storage is not None else None
+    records.check_study_name(name)
     definition = resolved.definition
     local.setdefault("outage_tolerance", settings.outage_tolerance())
     spec = LaunchSpec.build(definition, reference=resolved.reference, study_name=name,

@@ -44,6 +44,18 @@ from hpo.storage.database import ResilientStorage
 from hpo.storage.snapshot import no_such_study
 from hpo.storage.urls import mask_url
 
+# Optuna's studies.study_name column is a VARCHAR(512): PostgreSQL refuses longer names with
+# a driver error, SQLite stores them. Both are refused up front, the same way.
+MAX_STUDY_NAME = 512
+
+
+def check_study_name(name: str) -> None:
+    """HpoError unless ``name`` fits the storage's study-name column."""
+    if len(name) > MAX_STUDY_NAME:
+        raise HpoError(f"The study name '{name[:40]}…' is {len(name)} characters long, and "
+                       f"storage holds names of at most {MAX_STUDY_NAME}: choose a shorter "
+                       "--study-name.")
+
 
 def study_names(storage: ResilientStorage) -> list[str]:
     return [study.study_name for study in storage.get_all_studies()]
@@ -114,6 +126,7 @@ def check_compatible(storage: ResilientStorage, name: str, definition: StudyDefi
 def create_or_resume(storage: ResilientStorage, definition: StudyDefinition, name: str, *,
                      synthetic: bool, spec: Mapping[str, Any]) -> tuple[optuna.Study, bool]:
     """Create the study or check and resume it. Returns (study, created)."""
+    check_study_name(name)
     if name in study_names(storage):
         _wait_for_creator(storage, name)
     check_compatible(storage, name, definition, synthetic=synthetic)

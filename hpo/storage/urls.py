@@ -9,37 +9,86 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import unquote
 
 from hpo.errors import HpoError
 from hpo.settings import DEFAULT_STORAGE_URL
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+# A URL inside any text: "scheme://user:" then everything up to the token's last "@", so a
+# password holding "@" or ":" is masked whole.
+_PASSWORD_IN_TEXT = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s'\"]*:)(\S*)(@)")
+_PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&\s'\"]*", re.IGNORECASE)
+_ENCODE_HINT = "percent-encode the user name and password (@ as %40, : as %3A, / as %2F)"
+
+
+class _Parts(NamedTuple):
+    prefix: str  # "scheme://", or the whole text when it is not a URL
+    user: str | None  # as written, percent-encoded or not; None: no user
+    password: str | None  # as written; None: no password
+    rest: str  # host, port, database and query
+
+
+def _split(url: str) -> _Parts:
+    """Split a storage URL by hand: no SQLAlchemy import (it costs most of a read command's
+    start), and no trust in the URL being well formed. The user and password end at the *last*
+    "@" after "://", so a password with an unencoded "@" or ":" is masked whole rather than
+    in part; an "@" in the database name only makes the mask longer."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or rest.startswith("/"):  # not a URL, or no host part (sqlite:///path)
+        return _Parts(url, None, None, "")
+    userinfo, at, after = rest.rpartition("@")
+    if not at:
+        return _Parts(scheme + sep, None, None, rest)
+    user, colon, password = userinfo.partition(":")
+    return _Parts(scheme + sep, user, password if colon else None, after)
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe to print or log. Plain string
-    work (no SQLAlchemy), so the read-only commands stay fast."""
-    scheme, separator, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if not separator or not at or not colon:
-        return url
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
+    """The URL with its password replaced by ``***``, safe to print or log."""
+    parts = _split(url)
+    if parts.password is None:
+        return _PASSWORD_IN_QUERY.sub(r"\1***", url)
+    masked = f"{parts.prefix}{parts.user}:***@{parts.rest}"
+    return _PASSWORD_IN_QUERY.sub(r"\1***", masked)
 
 
 def scrub(text: str, url: str) -> str:
     """Remove the URL's password from any text before it reaches the user."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        password = make_url(url).password
-    except Exception:
-        match = _PASSWORD_IN_URL.search(url)
-        password = match.group(2) if match else None
+    password = _split(url).password
     if password:
-        text = text.replace(str(password), "***")
-    return _PASSWORD_IN_URL.sub(r"\1***\3", text)
+        for form in sorted({password, unquote(password)}, key=len, reverse=True):
+            text = text.replace(form, "***")
+    text = _PASSWORD_IN_TEXT.sub(r"\1***\3", text)
+    return _PASSWORD_IN_QUERY.sub(r"\1***", text)
+
+
+def _port_of(rest: str) -> str | None:
+    """The port as written in "host:port/database?query", or None if there is none."""
+    hostport = re.split(r"[/?]", rest, maxsplit=1)[0]
+    if hostport.startswith("["):  # [IPv6]:port
+        _, _, after = hostport.partition("]")
+        return after[1:] if after.startswith(":") else None
+    _, colon, port = hostport.rpartition(":")
+    return port if colon else None
+
+
+def _check_parts(url: str, masked: str) -> None:
+    """Refuse what SQLAlchemy would parse differently from what the user meant, naming no part
+    of the password."""
+    parts = _split(url)
+    if parts.user is not None and "@" in f"{parts.user}:{parts.password or ''}":
+        raise HpoError(
+            f"The user name or password in storage URL '{masked}' holds an unencoded '@', so "
+            f"the URL cannot be read unambiguously: {_ENCODE_HINT}."
+        )
+    port = _port_of(parts.rest)
+    if port is not None and port != "" and (not port.isdigit() or not 0 < int(port) < 65536):
+        shown = port if len(port) <= 20 else port[:20] + "…"
+        raise HpoError(
+            f"The port '{shown}' in storage URL '{masked}' is not a port number (1-65535): "
+            "write host:5432, or leave the port out for the default."
+        )
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -57,9 +106,10 @@ def check_storage_url(url: str, *, must_exist: bool = False) -> None:
     from sqlalchemy.engine import make_url
 
     masked = mask_url(url)
+    _check_parts(url, masked)
     try:
         parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         raise HpoError(
             f"Storage URL '{masked}' is malformed: use a SQLAlchemy URL such as "
             "sqlite:///storage/hpo.db or postgresql+psycopg://user:password@host:5432/dbname."

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +35,9 @@ from hpo.storage.records import metric_name
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "hpo:checkpoint:"
+# Optuna's artifact ids are UUIDs. A record in storage, which many can write, is followed only
+# if its id is one plain file name, so it never reads or removes a file outside the store.
+_ARTIFACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
@@ -42,13 +47,28 @@ def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
 
 
 def saved_checkpoints(study: optuna.Study) -> dict[int, dict[str, Any]]:
-    """Trial number -> {"artifact_id", "value"} for the checkpoints the study still keeps."""
+    """Trial number -> {"artifact_id", "value", "file"} for the checkpoints the study still
+    keeps. Records that are not well formed (storage is written by others too) are skipped."""
     found = {}
     attrs = _optuna.storage_of(study).get_study_system_attrs(_optuna.study_id_of(study))
     for key, meta in attrs.items():
-        if key.startswith(CHECKPOINT_PREFIX) and meta:
-            found[int(key[len(CHECKPOINT_PREFIX):])] = meta
+        if not key.startswith(CHECKPOINT_PREFIX) or not meta:
+            continue
+        number = key[len(CHECKPOINT_PREFIX):]
+        if _well_formed(number, meta):
+            found[int(number)] = meta
+        else:
+            log.warning("Ignoring the malformed checkpoint record %r of study %s.", key,
+                        study.study_name)
     return found
+
+
+def _well_formed(number: str, meta: Any) -> bool:
+    return (number.isascii() and number.isdigit() and isinstance(meta, dict)
+            and isinstance(meta.get("artifact_id"), str)
+            and _ARTIFACT_ID.fullmatch(meta["artifact_id"]) is not None
+            and isinstance(meta.get("value"), int | float) and not isinstance(meta["value"], bool)
+            and math.isfinite(meta["value"]))
 
 
 class CheckpointKeeper:
@@ -108,7 +128,8 @@ def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | 
         return None
     store = artifact_store(artifact_dir)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / meta["file"]
+        # Never the recorded file name: it comes from storage and could point anywhere.
+        path = Path(folder) / "checkpoint.pt"
         try:
             download_artifact(artifact_store=store, artifact_id=meta["artifact_id"],
                               file_path=str(path))
@@ -117,12 +138,17 @@ def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | 
                         artifact_dir)
             return None
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not all(
+                    isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+                raise ValueError(f"it holds a {type(state).__name__}, not names and tensors")
+            return state
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
             text = str(error).strip()
             first = text.splitlines()[0] if text else type(error).__name__
             raise HpoError(
-                f"The checkpoint of trial {trial_number} ({meta['file']} in {artifact_dir}) is "
+                f"The checkpoint of trial {trial_number} (artifact {meta['artifact_id']} in "
+                f"{artifact_dir}) is "
                 f"not a plain weights file ({first[:120]}): delete it, or pass --retrain to "
                 "train that trial's params again."
             ) from None

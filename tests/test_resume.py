@@ -254,28 +254,40 @@ def test_study_names_become_one_safe_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_worker_s_trial_resumes_at_epoch_7_in_a_real_launch(tmp_path: Path) -> None:
+@pytest.mark.timeout(1200)
+def test_a_killed_worker_s_trial_resumes_at_epoch_7_in_a_real_launch(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # 8,000 training images: epochs long enough (~0.2 s on an idle core) to catch epoch 7.
+    data = write_mnist(tmp_path_factory.mktemp("mnist-10k"), n_train=10000, n_test=100)
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     artifacts = tmp_path / "artifacts"
     started = time.monotonic()
     process = hpo_process("launch", "mnist-mlp", "--trials", "1", "--workers", "1",
                           "--epochs", "10", "--pruner", "none", "--sampler", "random",
-                          "--seed", "5", "--storage", url, "--synthetic", "--gpus", "none",
-                          "--heartbeat-interval", "1",
-                          env={**os.environ, "HPO_ARTIFACT_DIR": str(artifacts)})
+                          "--seed", "5", "--storage", url, "--data-dir", str(data),
+                          "--gpus", "none", "--heartbeat-interval", "1",
+                          env={**os.environ, "HPO_ARTIFACT_DIR": str(artifacts)},
+                          new_session=True)
+
+    storage = optuna.storages.RDBStorage(url)
 
     def at_epoch_7() -> optuna.trial.FrozenTrial | None:
         try:
-            trials = optuna.load_study(study_name="mnist-mlp", storage=url).get_trials(
-                deepcopy=False, states=(TrialState.RUNNING,))
+            study_id = storage.get_study_id_from_name("mnist-mlp")
         except KeyError:
             return None
+        trials = storage.get_all_trials(study_id, states=(TrialState.RUNNING,))
         return next((t for t in trials if len(t.intermediate_values) >= 7), None)
 
-    victim = wait_for(at_epoch_7, interval=0.02, what="trial 0 at epoch 7")
-    killed_at = len(victim.intermediate_values)
-    os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
-    out, err = process.communicate(timeout=300)
+    try:
+        victim = wait_for(at_epoch_7, timeout=540, interval=0.02, what="trial 0 at epoch 7")
+        killed_at = len(victim.intermediate_values)
+        os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
+        out, err = process.communicate(timeout=540)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     wall = time.monotonic() - started
     assert process.returncode == 0, err
     assert "restarting it" in err

@@ -25,6 +25,7 @@ from hpo.storage import records
 from hpo.storage.records import EPOCHS_RUN_ATTR, TEST_ATTR
 from hpo.train import loop
 from hpo.train.checkpoints import load_checkpoint
+from hpo.train.resume import original_trial_number
 from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,9 @@ def _retrain(definition: StudyDefinition, trial: optuna.trial.FrozenTrial, spec:
     fixed = optuna.trial.FixedTrial(trial.params, number=trial.number)
     for key, value in trial.user_attrs.items():
         fixed.set_user_attr(key, value)
-    run = TrialRun(fixed, definition, spec, device=device, epochs=epochs)
+    # A retried trial trained with its original trial's seed (hpo.train.resume).
+    run = TrialRun(fixed, definition, spec, device=device, epochs=epochs,
+                   retry_of=original_trial_number(trial))
     # A FixedTrial answers every suggest call with the trial's params, as an objective expects
     # of a Trial; it never prunes.
     definition.objective(cast(optuna.Trial, fixed), run)

@@ -99,7 +99,7 @@ FAULTY = StudyDefinition(
 
 
 def test_errors_inside_trials_fail_only_that_trial(sqlite_url: str, mnist_dir: Path) -> None:
-    study = run_inline(make_spec(sqlite_url, "tests.test_worker:FAULTY", trials=6,
+    study = run_inline(make_spec(sqlite_url, "tests.run.test_worker:FAULTY", trials=6,
                                     data_dir=str(mnist_dir)))
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL", "FAIL",
@@ -128,7 +128,7 @@ PEER = StudyDefinition(
 
 def test_trial_failed_by_a_peer_does_not_crash_the_worker(sqlite_url: str,
                                                           mnist_dir: Path) -> None:
-    study = run_inline(make_spec(sqlite_url, "tests.test_worker:PEER", trials=2,
+    study = run_inline(make_spec(sqlite_url, "tests.run.test_worker:PEER", trials=2,
                                     data_dir=str(mnist_dir)))
     # The abandoned trial does not use up the budget: two more trials ran to an end.
     assert states(study) == ["FAIL", "COMPLETE", "COMPLETE"]

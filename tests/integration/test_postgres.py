@@ -17,13 +17,12 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.definition import StudyDefinition
-from hpo.train.models import MLP
-from hpo.storage.database import open_storage
 from hpo.run.budget import LocalBudget
 from hpo.run.worker import counted_finished
+from hpo.train.models import MLP
 from tests.helpers import hpo_process, make_spec, run_inline, running_trials, wait_for
-from tests.postgres import PASSWORD
 from tests.integration.test_faults import many_short_trials
+from tests.postgres import PASSWORD
 
 pytestmark = pytest.mark.postgres
 runner = CliRunner()
@@ -63,13 +62,6 @@ def test_every_command_works_on_postgres(postgres_url: str, mnist_dir: Path,
 
     dashboard = start_in_background(postgres_url, port=free_port())
     assert responds(f"{dashboard}api/studies")
-
-
-def test_workers_keep_their_connection_pools_small(postgres_url: str) -> None:
-    storage = open_storage(postgres_url)
-    pool = storage.rdb.engine.pool
-    assert pool.size() == 2 and pool._max_overflow == 1  # trial loop + heartbeat, plus one
-    assert pool._pre_ping
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from hpo.run.devices import plan_workers, visible_gpus
 from hpo.errors import HpoError
+from hpo.run.devices import plan_workers, visible_gpus
 
 runner = CliRunner()
 

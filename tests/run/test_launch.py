@@ -1,11 +1,11 @@
-"""Launching worker processes on one SQLite study, and reading the study back."""
+"""hpo/run/launch.py: launching worker processes on one SQLite study and reading the study back,
+and the recorded spec that a relaunch and a worker reuse."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import sqlite3
 from pathlib import Path
 
 import optuna
@@ -13,8 +13,13 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from hpo import registry
 from hpo.cli import app
+from hpo.errors import HpoError
+from hpo.run import launch
 from hpo.run.worker import counted_finished
+from hpo.storage import records
+from tests.helpers import make_spec, run_inline
 
 runner = CliRunner()
 
@@ -78,15 +83,6 @@ def test_synthetic_launch_from_the_issue(tmp_path: Path) -> None:
     assert "Wasted epochs: " in result.stdout  # measured against the enqueued baseline
 
 
-def test_sqlite_storage_uses_wal(tmp_path: Path) -> None:
-    from hpo.storage.database import open_storage
-
-    db = tmp_path / "hpo.db"
-    open_storage(f"sqlite:///{db}")
-    with sqlite3.connect(db) as connection:
-        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
 def test_dry_run_prints_the_plan(sqlite_url: str) -> None:
     result = invoke("launch", "mnist-mlp", "--workers", "2", "--synthetic", "--dry-run",
                     "--storage", sqlite_url, "--gpus", "none")
@@ -94,3 +90,34 @@ def test_dry_run_prints_the_plan(sqlite_url: str) -> None:
     assert "worker 0 -> cpu, 1 thread(s)" in result.stdout
     assert "worker 1 -> cpu" in result.stdout
     assert "budget:   50 trial(s)" in result.stdout
+
+
+def test_the_recorded_spec_is_what_a_relaunch_and_a_worker_use(sqlite_url: str,
+                                                               mnist_dir: Path) -> None:
+    run_inline(make_spec(sqlite_url, trials=1, epochs=2, seed=11, pruner="median",
+                         data_dir=str(mnist_dir)))
+    study = records.load(launch.open_for(make_spec(sqlite_url)), "mnist-mlp")
+    recorded = records.recorded_spec(study)
+    assert (recorded["study"], recorded["epochs"], recorded["seed"], recorded["pruner"]) == (
+        "mnist-mlp", 2, 11, "median")
+    relaunch = launch.build_spec("mnist-mlp", worker=False, study_name=None,
+                                 storage_url=sqlite_url, data_dir=str(mnist_dir),
+                                 flags={"epochs": 4})
+    assert (relaunch.epochs, relaunch.seed, relaunch.pruner, relaunch.trials) == (
+        4, 11, "median", registry.resolve("mnist-mlp").definition.trials)
+    joined = launch.build_spec(None, worker=True, study_name="mnist-mlp", storage_url=sqlite_url,
+                               data_dir=str(mnist_dir), flags={"trials": None})
+    assert (joined.epochs, joined.seed, joined.trials, joined.study) == (2, 11, None, "mnist-mlp")
+
+
+def test_a_grid_launch_defaults_to_the_whole_grid(sqlite_url: str) -> None:
+    spec = launch.build_spec("mnist-mlp-seed", worker=False, study_name=None,
+                             storage_url=sqlite_url, data_dir="data", flags={})
+    assert spec.sampler == "grid" and spec.trials == 3
+
+
+def test_a_worker_needs_a_study_it_can_find(sqlite_url: str) -> None:
+
+    with pytest.raises(HpoError, match="There is no study named 'nope' to join yet"):
+        launch.build_spec(None, worker=True, study_name="nope", storage_url=sqlite_url,
+                          data_dir="data", flags={})

@@ -51,7 +51,7 @@ def check_storage_url(url: str, *, must_exist: bool = False) -> None:
     masked = mask_url(url)
     try:
         parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # ValueError: a port that is no number
         raise HpoError(
             f"Storage URL '{masked}' is malformed: use a SQLAlchemy URL such as "
             "sqlite:///storage/hpo.db or postgresql+psycopg://user:password@host:5432/dbname."

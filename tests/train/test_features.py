@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
+import pytest
 import torch
 
+from hpo import registry
 from hpo.data import Splits
-from hpo.train.features import FeatureCache
+from hpo.data.svhn import batch_transform
+from hpo.train import backbones
+from hpo.train.features import FeatureCache, frozen_features
+from hpo.train.trial_run import TrialRun
+from tests.helpers import make_spec, write_svhn
 
 
 def fake_splits(n: int = 8, dim: int = 4) -> Splits:
@@ -48,3 +55,64 @@ def test_feature_cache_never_serves_a_file_written_for_another_key(tmp_path: Pat
     served = FeatureCache(tmp_path).get(key, lambda: fresh, torch.device("cpu"))
     assert served is fresh
 
+
+# -- frozen_features: what the cache key is made of ---------------------------------------
+
+SVHN_BACKBONE = registry.resolve("svhn-backbone").definition
+SEED_MEAN_STD = backbones.SEED_MEAN_STD
+
+
+@pytest.fixture(scope="module")
+def small_svhn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two copies of a tiny SVHN that differ only in one training image: other data."""
+    first = write_svhn(tmp_path_factory.mktemp("svhn-a"), n_train=40, n_test=8)
+    second = write_svhn(tmp_path_factory.mktemp("svhn-b"), n_train=41, n_test=8)
+    return first, second
+
+
+def same_features(a: Splits, b: Splits) -> bool:
+    return all(x.shape == y.shape and torch.equal(x, y)
+               for x, y in ((a.train_x, b.train_x), (a.val_x, b.val_x)))
+
+
+def head_only_features(data_dir: Path, *, input_size: int = 32, subset: float = 1.0) -> Splits:
+    """What a head-only svhn-backbone trial asks for: ResNet-18 features of the study's data."""
+    spec = make_spec("", "svhn-backbone", data_dir=str(data_dir),
+                     options={"subset": subset, "weights": "none"})
+    run = TrialRun(optuna.trial.FixedTrial({}), SVHN_BACKBONE, spec)
+    transform = batch_transform(input_size, *backbones.mean_std("none"))
+    return frozen_features(run, "resnet18", "none", input_size, transform)
+
+
+@pytest.mark.parametrize("change", ["input size", "normalization", "data", "subset"])
+def test_each_part_of_the_key_gets_its_own_cache_entry(
+        change: str, small_svhn: tuple[Path, Path], unchecked, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Features computed for other inputs must never be served: changing any one part of the
+    key is a miss (a new file), and asking with the same key again is a hit."""
+    folder = tmp_path / "features"
+    monkeypatch.setenv("HPO_FEATURE_DIR", str(folder))
+    data, other_data = small_svhn
+    base = head_only_features(data)
+    assert len(list(folder.glob("*.pt"))) == 1
+    assert head_only_features(data) is base  # the same key: served from memory
+
+    if change == "input size":
+        changed = head_only_features(data, input_size=64)
+    elif change == "normalization":
+        # The same backbone and weights with another mean and std (a release that changes them).
+        monkeypatch.setattr(backbones, "SEED_MEAN_STD", ((0.4, 0.4, 0.4), (0.2, 0.2, 0.2)))
+        changed = head_only_features(data)
+        monkeypatch.setattr(backbones, "SEED_MEAN_STD", SEED_MEAN_STD)
+    elif change == "data":
+        changed = head_only_features(other_data)
+    else:
+        changed = head_only_features(data, subset=0.5)
+    assert len(list(folder.glob("*.pt"))) == 2, f"another {change} was served cached features"
+    assert not same_features(changed, base)
+
+    # The first key again: a hit, from disk in a new worker process too.
+    monkeypatch.setattr("hpo.train.features._caches", {})
+    again = head_only_features(data)
+    assert len(list(folder.glob("*.pt"))) == 2
+    assert same_features(again, base)

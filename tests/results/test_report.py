@@ -9,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hpo.cli import app
+from tests.helpers import pruned_only_study
 
 runner = CliRunner()
 
@@ -34,3 +35,8 @@ def test_report_writes_real_images_and_a_summary(finished_study, tmp_path: Path)
     # The baseline (enqueued first) completed, so the summary measures epochs against it.
     assert "Wasted epochs: " in summary and "ended below the baseline's" in summary
 
+
+def test_report_needs_a_completed_trial(tmp_path: Path) -> None:
+    url = pruned_only_study(tmp_path)
+    pruned_only = runner.invoke(app, ["report", "empty", "--storage", url])
+    assert pruned_only.exit_code == 1 and "nothing to plot" in pruned_only.stderr

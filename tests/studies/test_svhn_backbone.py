@@ -80,7 +80,8 @@ def test_missing_weights_without_network_stop_before_any_trial(
         tmp_path: Path, svhn_dir: Path, unchecked) -> None:
     db = tmp_path / "hpo.db"
     result = runner.invoke(app, ["launch", "svhn-backbone", "--storage", f"sqlite:///{db}",
-                                 "--data-dir", str(svhn_dir), "--subset", "0.5"])
+                                 "--data-dir", str(svhn_dir), "--subset", "0.5", "--trials",
+                                 "1", "--epochs", "1"])
     assert result.exit_code == 1
     assert "The ImageNet weights of alexnet (alexnet-owt-7be5be79.pth) are not in" in result.stderr
     assert "hub/checkpoints" in result.stderr and "--weights none" in result.stderr
@@ -90,9 +91,12 @@ def test_missing_weights_without_network_stop_before_any_trial(
 
 
 def test_weights_option_is_validated() -> None:
-    result = runner.invoke(app, ["launch", "svhn-backbone", "--weights", "coco", "--synthetic"])
+    one_epoch = ["--trials", "1", "--epochs", "1"]
+    result = runner.invoke(app, ["launch", "svhn-backbone", "--weights", "coco", "--synthetic",
+                                 *one_epoch])
     assert result.exit_code == 1 and "--weights must be imagenet or none" in result.stderr
-    result = runner.invoke(app, ["launch", "svhn-seed", "--weights", "none", "--synthetic"])
+    result = runner.invoke(app, ["launch", "svhn-seed", "--weights", "none", "--synthetic",
+                                 *one_epoch])
     assert result.exit_code == 1 and "--weights does not apply to svhn-seed" in result.stderr
 
 

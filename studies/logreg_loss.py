@@ -10,8 +10,9 @@ activations (at least one hidden layer) is convex in its weights under cross-ent
 It is convex under neither. The network computes ``x @ W1 @ W2``, a product of weights, so
 flipping the sign of both layers gives the same function and the same loss, while the midpoint
 of the two, all weights zero, has a higher loss: the convexity inequality fails. The origin is
-a saddle point, not a minimum. Both facts are checked numerically in tests/test_convexity.py,
-together with Question 1's claims about logistic regression (which hold).
+a saddle point, not a minimum. Both facts are checked numerically in
+tests/studies/test_logreg_loss.py, together with Question 1's claims about logistic regression
+(which hold).
 """
 
 from __future__ import annotations

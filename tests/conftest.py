@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_mnist
+from tests.helpers import make_spec, run_inline, write_mnist, write_svhn
 
 
 @pytest.fixture(autouse=True)
@@ -27,9 +27,37 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mnist(tmp_path_factory.mktemp("mnist"), n_train=5000, n_test=500)
 
 
+@pytest.fixture(scope="session")
+def svhn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SVHN's two .mat files in the real format: 400 training images (300 train, 100
+    validation) and 100 test images."""
+    return write_svhn(tmp_path_factory.mktemp("svhn"), n_train=400, n_test=100)
+
+
+@pytest.fixture
+def unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated files cannot match SVHN's MD5s; this is the documented test switch."""
+    monkeypatch.setenv("HPO_VERIFY_CHECKSUMS", "0")
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'hpo.db'}"
+
+
+@pytest.fixture
+def finished_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, Path]:
+    """A small real-format MNIST study with complete and pruned trials and checkpoints."""
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    artifacts = tmp_path / "artifacts"
+    study = run_inline(make_spec(url, trials=5, epochs=2, pruner="median",
+                                 data_dir=str(mnist_dir), artifact_dir=str(artifacts),
+                                 keep_checkpoints=2, sampler="tpe"))
+    study.enqueue_trial({"lr": 0.1, "width": 256, "depth": 4, "shape": "funnel",
+                         "dropout": 0.0})
+    run_inline(make_spec(url, trials=1, epochs=2, pruner="median", data_dir=str(mnist_dir),
+                         artifact_dir=str(artifacts), keep_checkpoints=2))
+    return url, artifacts
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------

@@ -69,6 +69,25 @@ def run_inline(spec, *, worker_trials: int | None = None):
     return worker.study
 
 
+def pruned_only_study(folder: Path) -> str:
+    """A SQLite database in ``folder`` holding the study "empty" (mnist-mlp-seed, synthetic)
+    whose only trial was pruned; returns its URL."""
+    import optuna
+
+    from hpo import registry
+    from hpo.storage import records
+    from hpo.storage.database import open_storage
+
+    url = f"sqlite:///{folder / 'e.db'}"
+    seed_preset = registry.resolve("mnist-mlp-seed").definition
+    study, _ = records.create_or_resume(open_storage(url), seed_preset, "empty", synthetic=True,
+                                        spec={"study": "mnist-mlp-seed"})
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.1}, distributions={"lr": seed_preset.search_space["lr"]},
+        state=optuna.trial.TrialState.PRUNED, intermediate_values={1: 0.1}))
+    return url
+
+
 def hpo_process(*args: str, new_session: bool = False, **kwargs: Any):
     """Start the real ``hpo`` command line in a subprocess, output captured."""
     import subprocess

@@ -1,5 +1,5 @@
-"""The command line: every command's help, the study list, and every bad input of the core
-service ending in one sentence, a non-zero exit, no traceback and nothing written."""
+"""hpo/cli.py: every command's help, the study list, and every bad input of the core service
+ending in one sentence, a non-zero exit, no traceback and nothing written."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.cli import app
+from hpo.run import launch
 from tests.helpers import copy_of_mnist, make_spec, run_inline
 
 runner = CliRunner()
 
 COMMANDS = ["launch", "worker", "studies", "status", "best", "export", "dashboard", "trials",
             "evaluate", "report"]
+
+
+# Every launch that must be refused gets these, so that a refusal that breaks fails fast
+# instead of training until the timeout.
+ONE_EPOCH = ("--trials", "1", "--epochs", "1")
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -30,6 +36,11 @@ def assert_user_error(result, *needles: str) -> None:
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     for needle in needles:
         assert needle in result.stderr, result.stderr
+
+
+def create_study(spec) -> None:
+    """Create the study as a launch does, without training any trial."""
+    launch.prepare(spec, launch.open_for(spec))
 
 
 def studies_in(db: Path) -> list[str]:
@@ -104,7 +115,7 @@ def test_unknown_study_names_the_known_ones() -> None:
 
 @pytest.mark.parametrize("trials", ["0", "-3"])
 def test_trials_below_one_is_refused(trials: str) -> None:
-    result = invoke("launch", "mnist-mlp", "--trials", trials, "--synthetic")
+    result = invoke("launch", "mnist-mlp", "--trials", trials, "--epochs", "1", "--synthetic")
     assert result.exit_code == 2
     assert "--trials" in result.stderr
 
@@ -113,6 +124,7 @@ def test_trials_below_one_is_refused(trials: str) -> None:
     ("url", "needle"),
     [
         ("not a url", "is malformed"),
+        ("postgresql+psycopg://me:s3cret-pw@localhost:port/db", "is malformed"),
         ("foo://somewhere/db", "unknown database 'foo'"),
         ("mysql://me:s3cret-pw@localhost/db", "driver 'MySQLdb'"),
         ("postgresql+psycopg2://me:s3cret-pw@localhost/db", "driver 'psycopg2'"),
@@ -122,14 +134,14 @@ def test_trials_below_one_is_refused(trials: str) -> None:
     ],
 )
 def test_bad_storage_urls(url: str, needle: str) -> None:
-    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url, *ONE_EPOCH)
     assert_user_error(result, needle)
     assert "s3cret-pw" not in result.stderr + result.stdout
 
 
 def test_password_from_environment_is_never_printed(tmp_path: Path) -> None:
     url = "postgresql+psycopg://me:env-secret@127.0.0.1:1/db"
-    for args in (["launch", "mnist-mlp", "--synthetic"], ["status"], ["best", "x"],
+    for args in (["launch", "mnist-mlp", "--synthetic", *ONE_EPOCH], ["status"], ["best", "x"],
                  ["launch", "mnist-mlp", "--synthetic", "--dry-run"]):
         result = invoke(*args, env={"HPO_STORAGE": url})
         assert "env-secret" not in result.stderr + result.stdout
@@ -139,7 +151,7 @@ def test_password_from_environment_is_never_printed(tmp_path: Path) -> None:
 def test_missing_mnist_without_network_says_where_files_go(tmp_path: Path) -> None:
     db = tmp_path / "hpo.db"
     result = invoke("launch", "mnist-mlp", "--storage", f"sqlite:///{db}",
-                    "--data-dir", str(tmp_path / "empty"))
+                    "--data-dir", str(tmp_path / "empty"), *ONE_EPOCH)
     assert_user_error(result, "MNIST is not in", str(tmp_path / "empty" / "MNIST" / "raw"),
                       "train-images-idx3-ubyte", "--synthetic")
     assert studies_in(db) == []
@@ -152,7 +164,7 @@ def test_truncated_mnist_file_is_named(tmp_path: Path, mnist_dir: Path) -> None:
     images.write_bytes(images.read_bytes()[:5000])
     db = tmp_path / "hpo.db"
     result = invoke("launch", "mnist-mlp", "--storage", f"sqlite:///{db}",
-                    "--data-dir", str(broken))
+                    "--data-dir", str(broken), *ONE_EPOCH)
     assert_user_error(result, str(images), "truncated or corrupt", "delete it")
     assert studies_in(db) == []
 
@@ -162,14 +174,14 @@ def test_corrupt_mnist_header_is_named(tmp_path: Path, mnist_dir: Path) -> None:
     raw = copy_of_mnist(mnist_dir, broken)
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"<html>not found</html>")
     result = invoke("launch", "mnist-mlp", "--storage", f"sqlite:///{tmp_path / 'hpo.db'}",
-                    "--data-dir", str(broken))
+                    "--data-dir", str(broken), *ONE_EPOCH)
     assert_user_error(result, "t10k-labels-idx1-ubyte is not an MNIST IDX file")
 
 
 def test_existing_study_with_other_direction_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     optuna.create_study(study_name="mnist-mlp", storage=url, direction="minimize")
-    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url, *ONE_EPOCH)
     assert_user_error(result, "direction minimize", "maximize val_accuracy", "--study-name")
     assert len(optuna.load_study(study_name="mnist-mlp", storage=url).trials) == 0
 
@@ -178,20 +190,20 @@ def test_study_made_outside_hpo_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     study = optuna.create_study(study_name="mnist-mlp", storage=url, direction="maximize")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
-    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url, *ONE_EPOCH)
     assert_user_error(result, "created outside hpo")
     assert len(optuna.load_study(study_name="mnist-mlp", storage=url).trials) == 1
 
 
 def test_incompatible_search_space_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    run_inline(make_spec(url, trials=1, synthetic=True, epochs=1))
+    create_study(make_spec(url, synthetic=True))
     study = optuna.load_study(study_name="mnist-mlp", storage=url)
     study.add_trial(optuna.trial.create_trial(
         params={"momentum": 0.9}, value=0.5,
         distributions={"momentum": optuna.distributions.FloatDistribution(0.0, 1.0)}))
     before = len(study.trials)
-    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url)
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url, *ONE_EPOCH)
     assert_user_error(result, "incompatible search space", "momentum")
     assert len(optuna.load_study(study_name="mnist-mlp", storage=url).trials) == before
 
@@ -199,11 +211,10 @@ def test_incompatible_search_space_is_refused(tmp_path: Path) -> None:
 def test_synthetic_and_real_trials_never_mix(tmp_path: Path, mnist_dir: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     run_inline(make_spec(url, trials=1, data_dir=str(mnist_dir)))
-    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url, "--trials", "1",
-                    "--epochs", "1")
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--storage", url, *ONE_EPOCH)
     assert_user_error(result, "real mnist data", "--synthetic would mix")
 
-    run_inline(make_spec(url, study_name="smoke", trials=1, synthetic=True))
+    create_study(make_spec(url, study_name="smoke", synthetic=True))
     # Launched again without --synthetic, a study keeps the data its spec records.
     result = invoke("launch", "mnist-mlp", "--study-name", "smoke", "--storage", url,
                     "--data-dir", str(mnist_dir), "--dry-run")
@@ -221,7 +232,7 @@ def test_grid_sampler_needs_a_grid_only_where_there_is_none(sqlite_url: str) -> 
 def test_read_commands_on_missing_database_and_study(tmp_path: Path, sqlite_url: str) -> None:
     result = invoke("status", "--storage", f"sqlite:///{tmp_path / 'nothing.db'}")
     assert_user_error(result, "There is no hpo database")
-    run_inline(make_spec(sqlite_url, trials=1, synthetic=True))
+    create_study(make_spec(sqlite_url, synthetic=True))
     for args in (["best", "nope"], ["export", "nope"], ["status", "nope"]):
         result = invoke(*args, "--storage", sqlite_url)
         assert_user_error(result, "no study named 'nope'", "mnist-mlp")
@@ -234,12 +245,12 @@ def test_best_without_completed_trial(sqlite_url: str) -> None:
 
 
 def test_export_to_missing_folder(sqlite_url: str, tmp_path: Path) -> None:
-    run_inline(make_spec(sqlite_url, trials=1, synthetic=True))
+    create_study(make_spec(sqlite_url, synthetic=True))
     result = invoke("export", "mnist-mlp", "--storage", sqlite_url,
                     "--output", str(tmp_path / "nope" / "x.csv"))
     assert_user_error(result, "does not exist")
 
 
 def test_study_specific_option_on_the_wrong_study() -> None:
-    result = invoke("launch", "mnist-mlp", "--synthetic", "--subset", "0.25")
+    result = invoke("launch", "mnist-mlp", "--synthetic", "--subset", "0.25", *ONE_EPOCH)
     assert_user_error(result, "--subset does not apply to mnist-mlp")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PgBouncer in front of hpo's PostgreSQL: writes its configuration from the environment, then
 # runs it in the foreground. Used by the compose profile "pgbouncer", by deploy/k8s and by
-# tests/test_pgbouncer.py, so the configuration the tests check is the one that ships.
+# tests/deploy/test_pgbouncer.py, so the configuration the tests check is the one that ships.
 #
 # Pool mode: transaction. A server connection is lent to a client for one transaction only,
 # and hpo's transactions last milliseconds, so thousands of worker connections (2 per worker)

@@ -1,7 +1,8 @@
-"""The seed report's Questions 1 and 2, checked numerically.
+"""studies/logreg_loss.py, and the seed report's Questions 1 and 2 checked numerically.
 
-Question 1 (the ``logreg-loss`` study): logistic regression is convex in its weights under
-cross-entropy and not under squared error on the probability. The report is right.
+The study compares both losses through the worker. Question 1 (the ``logreg-loss`` study):
+logistic regression is convex in its weights under cross-entropy and not under squared error on
+the probability. The report is right.
 
 Question 2: the report argues that a deep network with linear activations is convex in its
 weights under both losses. It is not: the network computes ``x @ W1 @ W2``, a product of the
@@ -15,8 +16,14 @@ pair that breaks the inequality disproves convexity.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from optuna.trial import TrialState
+
+from tests.helpers import make_spec, run_inline
+
 
 def data(n: int = 64, features: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """A separable binary problem: the label is whether x . w_true > 0."""
@@ -64,7 +71,8 @@ def test_question_2_the_origin_is_a_saddle_point() -> None:
     for loss in ("cross_entropy", "mse"):
         x, y = data(features=1)
 
-        def scalar_loss(weights: torch.Tensor, loss: str = loss) -> torch.Tensor:
+        def scalar_loss(weights: torch.Tensor, loss: str = loss, x: torch.Tensor = x,
+                        y: torch.Tensor = y) -> torch.Tensor:
             output = x[:, 0] * weights[0] * weights[1]
             if loss == "cross_entropy":
                 return F.binary_cross_entropy_with_logits(output, y)
@@ -95,3 +103,13 @@ def test_question_1_logistic_regression_cross_entropy_is_convex_and_mse_is_not()
             worst_gap[loss] = min(worst_gap[loss], gap.item())
     assert worst_gap["cross_entropy"] >= -1e-12  # never above the chord: convex
     assert worst_gap["mse"] < -1e-3  # some midpoint above the chord: not convex
+
+
+def test_logreg_loss_preset_compares_both_losses(sqlite_url: str, mnist_dir: Path) -> None:
+    request = make_spec(sqlite_url, "logreg-loss", trials=4, sampler="grid",
+                           data_dir=str(mnist_dir), epochs=2)
+    study = run_inline(request)
+    trials = study.get_trials()
+    assert {t.params["loss"] for t in trials} <= {"cross_entropy", "mse"}
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(len(t.intermediate_values) == 2 for t in trials)

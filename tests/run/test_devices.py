@@ -7,8 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from hpo.run.devices import plan_workers, visible_gpus
 from hpo.errors import HpoError
+from hpo.run.devices import plan_workers, visible_gpus
+from hpo.settings import cpu_count
 
 runner = CliRunner()
 
@@ -73,15 +74,17 @@ def test_dry_run_prints_the_gpu_plan(sqlite_url: str) -> None:
                                  "--trials", "50"], env=env)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "worker 0 -> cuda:0, CUDA_VISIBLE_DEVICES=0, 1 thread(s)" in lines
-    assert "worker 3 -> cuda:1, CUDA_VISIBLE_DEVICES=1, 1 thread(s)" in lines
+    threads = max(1, cpu_count() // 4)  # the cores divided among 2 GPUs x 2 workers
+    assert f"worker 0 -> cuda:0, CUDA_VISIBLE_DEVICES=0, {threads} thread(s)" in lines
+    assert f"worker 3 -> cuda:1, CUDA_VISIBLE_DEVICES=1, {threads} thread(s)" in lines
     assert "storage:  postgresql+psycopg://u:***@db:5432/hpo" in lines
     assert "budget:   50 trial(s), 10 epoch(s) each" in lines
     assert "pw-xyz" not in result.stdout + result.stderr
 
 
 def test_dry_run_refuses_a_missing_gpu() -> None:
-    result = runner.invoke(app, ["launch", "mnist-mlp", "--dry-run", "--gpus", "0,5"],
+    result = runner.invoke(app, ["launch", "mnist-mlp", "--dry-run", "--gpus", "0,5", "--trials",
+                                 "1", "--epochs", "1"],
                            env={"HPO_GPU_COUNT": "2"})
     assert result.exit_code == 1
     assert "GPU 5 does not exist" in result.stderr

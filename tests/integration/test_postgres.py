@@ -17,13 +17,12 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.definition import StudyDefinition
-from hpo.train.models import MLP
-from hpo.storage.database import open_storage
 from hpo.run.budget import LocalBudget
 from hpo.run.worker import counted_finished
+from hpo.train.models import MLP
 from tests.helpers import hpo_process, make_spec, run_inline, running_trials, wait_for
+from tests.integration.test_faults import many_short_trials
 from tests.postgres import PASSWORD
-from tests.test_faults import many_short_trials
 
 pytestmark = pytest.mark.postgres
 runner = CliRunner()
@@ -59,17 +58,10 @@ def test_every_command_works_on_postgres(postgres_url: str, mnist_dir: Path,
     assert (tmp_path / "r" / "summary.md").exists()
 
     from hpo.results.dashboard import start_in_background
-    from tests.test_dashboard import free_port, responds
+    from tests.results.test_dashboard import free_port, responds
 
     dashboard = start_in_background(postgres_url, port=free_port())
     assert responds(f"{dashboard}api/studies")
-
-
-def test_workers_keep_their_connection_pools_small(postgres_url: str) -> None:
-    storage = open_storage(postgres_url)
-    pool = storage.rdb.engine.pool
-    assert pool.size() == 2 and pool._max_overflow == 1  # trial loop + heartbeat, plus one
-    assert pool._pre_ping
 
 
 @pytest.mark.slow
@@ -160,7 +152,7 @@ def test_worker_rides_out_database_outages(restartable_postgres, mnist_dir: Path
 
     server = restartable_postgres
     url = server.url()
-    spec = make_spec(url, "tests.test_postgres:OUTAGE_STUDY", trials=3, epochs=2,
+    spec = make_spec(url, "tests.integration.test_postgres:OUTAGE_STUDY", trials=3, epochs=2,
                      data_dir=str(mnist_dir), heartbeat_interval=1, grace_period=30,
                      outage_tolerance=60)
     launch.prepare(spec, launch.open_for(spec))

@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from hpo.definition import BASELINE_ATTR
-from hpo.search.pruning import GuardedPruner
 from hpo.search.algorithms import make_pruner
+from hpo.search.pruning import GuardedPruner
 from studies.mnist_mlp import STUDY
 
 EPOCHS = 15

@@ -18,7 +18,7 @@ from hpo.cli import app
 from hpo.results.dashboard import create_server
 from tests.helpers import hpo_process, make_spec, run_inline, wait_for
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 runner = CliRunner()

@@ -17,7 +17,7 @@ from hpo.cli import app
 from hpo.run.devices import plan_workers
 from hpo.run.supervisor import _child_environment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SLURM = ROOT / "deploy" / "slurm"
 WORKER_SCRIPT = SLURM / "hpo-worker.sbatch"
 BIN = str(Path(sys.executable).parent)  # where uv put the hpo command

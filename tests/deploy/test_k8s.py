@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 # The oldest release whose schema has everything used (backoffLimitPerIndex), and the newest
 # the package knows.

@@ -29,7 +29,7 @@ from tests.postgres import PASSWORD, USER, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "deploy" / "pgbouncer" / "entrypoint.sh"
 POOL_SIZE = 4
 WORKERS = 16

@@ -8,16 +8,9 @@ import pytest
 import torch
 
 from hpo.data import builtin, load_splits
-from hpo.train.models import MLP
 from hpo.train.loop import TrainingDiverged, compute_loss, cosine_factor, fit
-from studies.mnist_mlp import BASELINE, build_model, hidden_widths
-
-
-def test_seed_network_is_expressible() -> None:
-    assert hidden_widths(256, 4, "funnel") == [256, 256, 128, 128]
-    model = build_model(BASELINE)
-    widths = [layer.out_features for layer in model if isinstance(layer, torch.nn.Linear)]
-    assert widths == [256, 256, 128, 128, 10]
+from hpo.train.models import MLP
+from studies.mnist_mlp import BASELINE, build_model
 
 
 def test_objective_learns_synthetic_data_far_above_chance() -> None:
@@ -68,7 +61,6 @@ def test_cosine_factor_runs_from_one_to_zero() -> None:
 
 def test_cosine_schedule_decays_the_rate_the_optimizer_uses(monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    import hpo.train.loop as training
 
     splits = load_splits(builtin("mnist").synthetic, Path("unused"), device="cpu")
     rates: list[float] = []
@@ -106,27 +98,3 @@ def test_label_smoothing_raises_the_loss_of_a_confident_right_answer() -> None:
     assert smoothed > plain + 0.1
 
 
-def test_mnist_mlp_standardizes_its_input() -> None:
-    from studies.mnist_mlp import INPUT_MEAN, INPUT_STD
-
-    model = build_model(BASELINE)
-    standardize = model[0]
-    pixels = torch.tensor([[-1.0, INPUT_MEAN, INPUT_MEAN + INPUT_STD]])
-    assert torch.allclose(standardize(pixels), torch.tensor([[(-1 - INPUT_MEAN) / INPUT_STD,
-                                                              0.0, 1.0]]))
-    assert {"0.mean", "0.std"} <= set(model.state_dict())  # a checkpoint carries them
-
-
-def test_a_network_over_the_size_cap_is_pruned_before_it_trains() -> None:
-    import optuna
-
-    from studies.mnist_mlp import MAX_WEIGHTS, objective
-
-    class NoTraining:
-        def fit(self, *args, **kwargs):
-            raise AssertionError("an oversized network must not train")
-
-    huge = {"lr": 1e-3, "width": 1024, "depth": 4, "shape": "constant", "dropout": 0.1,
-            "weight_decay": 0.0}
-    with pytest.raises(optuna.TrialPruned, match=f"over the cap of {MAX_WEIGHTS:,}"):
-        objective(optuna.trial.FixedTrial(huge), NoTraining())

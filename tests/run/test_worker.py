@@ -11,10 +11,9 @@ import torch
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from hpo import registry
 from hpo.definition import StudyDefinition
-from hpo.train.models import MLP
 from hpo.run.worker import counted_finished
+from hpo.train.models import MLP
 from studies.mnist_mlp import BASELINE
 from tests.helpers import make_spec, run_inline
 
@@ -99,7 +98,7 @@ FAULTY = StudyDefinition(
 
 
 def test_errors_inside_trials_fail_only_that_trial(sqlite_url: str, mnist_dir: Path) -> None:
-    study = run_inline(make_spec(sqlite_url, "tests.test_worker:FAULTY", trials=6,
+    study = run_inline(make_spec(sqlite_url, "tests.run.test_worker:FAULTY", trials=6,
                                     data_dir=str(mnist_dir)))
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL", "FAIL",
@@ -128,35 +127,10 @@ PEER = StudyDefinition(
 
 def test_trial_failed_by_a_peer_does_not_crash_the_worker(sqlite_url: str,
                                                           mnist_dir: Path) -> None:
-    study = run_inline(make_spec(sqlite_url, "tests.test_worker:PEER", trials=2,
+    study = run_inline(make_spec(sqlite_url, "tests.run.test_worker:PEER", trials=2,
                                     data_dir=str(mnist_dir)))
     # The abandoned trial does not use up the budget: two more trials ran to an end.
     assert states(study) == ["FAIL", "COMPLETE", "COMPLETE"]
     assert "fail_reason" not in study.trials[0].user_attrs
 
 
-def test_seed_preset_replays_the_seed_grid(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_spec(sqlite_url, "mnist-mlp-seed", trials=10, sampler="grid",
-                           data_dir=str(mnist_dir))
-    study = run_inline(request)
-    trials = study.get_trials()
-    # The grid has three points: the launch plans three trials and the sampler stops there.
-    assert sorted(t.params["lr"] for t in trials) == [0.001, 0.01, 0.1]
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert all(t.user_attrs["epochs_run"] == 1 for t in trials)
-
-
-def test_logreg_loss_preset_compares_both_losses(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_spec(sqlite_url, "logreg-loss", trials=4, sampler="grid",
-                           data_dir=str(mnist_dir), epochs=2)
-    study = run_inline(request)
-    trials = study.get_trials()
-    assert {t.params["loss"] for t in trials} <= {"cross_entropy", "mse"}
-    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert all(len(t.intermediate_values) == 2 for t in trials)
-
-
-def test_seed_network_on_mnist_mlp_seed_uses_seed_epochs() -> None:
-    definition = registry.resolve("mnist-mlp-seed").definition
-    assert (definition.epochs, definition.sampler, definition.pruner) == (5, "grid", "none")
-    assert definition.grid == {"lr": [0.001, 0.01, 0.1]}

@@ -47,8 +47,8 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 
 
 def test_racing_workers_fill_the_total_exactly(storage_url: str, mnist_dir: Path) -> None:
-    spec = make_spec(storage_url, "tests.test_total:RACE", data_dir=str(mnist_dir), total=TOTAL,
-                     trials=None)
+    spec = make_spec(storage_url, "tests.integration.test_total:RACE", data_dir=str(mnist_dir),
+                     total=TOTAL, trials=None)
     study = launch.prepare(spec, launch.open_for(spec)).study
     study.add_trials([create_trial(params={"x": 0.5}, distributions=RACE.search_space, value=0.5)
                       for _ in range(ALREADY_FINISHED)])

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from hpo.cli import app
 from hpo.data import mnist
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
 pytestmark = pytest.mark.slow
 

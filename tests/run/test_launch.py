@@ -1,0 +1,206 @@
+"""hpo/run/launch.py: the launch sequence. build_spec decides every setting and refuses before
+anything is written, prepare creates or resumes the study, run supervises the workers; and two
+whole launches on one SQLite study, read back with the other commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpo import registry
+from hpo.cli import app
+from hpo.errors import HpoError
+from hpo.run import launch
+from hpo.run.worker import counted_finished
+from hpo.settings import cpu_count
+from hpo.storage import records
+from tests.helpers import make_spec, run_inline
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.mark.slow
+def test_two_worker_launch_is_exact_and_reads_back(tmp_path: Path, mnist_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    result = invoke("launch", "mnist-mlp", "--trials", "6", "--workers", "2", "--epochs", "2",
+                    "--storage", url, "--data-dir", str(mnist_dir), "--seed", "7")
+    assert result.exit_code == 0, result.stderr
+    study = optuna.load_study(study_name="mnist-mlp", storage=url)
+    trials = study.get_trials()
+    assert counted_finished(trials) == 6 == len(trials)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert {t.user_attrs["worker"] for t in trials}.__len__() == 2  # both workers ran trials
+    assert "Best val_accuracy" in result.stdout and "hpo dashboard" in result.stdout
+
+    # Resuming adds exactly --trials more.
+    result = invoke("launch", "mnist-mlp", "--trials", "2", "--workers", "2", "--epochs", "2",
+                    "--storage", url, "--data-dir", str(mnist_dir))
+    assert result.exit_code == 0, result.stderr
+    trials = optuna.load_study(study_name="mnist-mlp", storage=url).get_trials()
+    assert counted_finished(trials) == 8
+
+    status = invoke("status", "--storage", url)
+    assert status.exit_code == 0
+    assert "mnist-mlp" in status.stdout and "complete" in status.stdout
+
+    best = invoke("best", "mnist-mlp", "--json", "--storage", url)
+    assert best.exit_code == 0
+    payload = json.loads(best.stdout)  # only JSON on stdout
+    best_trial = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert payload["trial"] == best_trial.number and payload["value"] == best_trial.value
+    assert payload["params"] == best_trial.params and payload["metric"] == "val_accuracy"
+
+    exported = invoke("export", "mnist-mlp", "--storage", url)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 8 and {"number", "state", "value", "params_lr"} <= set(rows[0])
+    out = tmp_path / "trials.json"
+    assert invoke("export", "mnist-mlp", "--storage", url, "--output", str(out)).exit_code == 0
+    data = json.loads(out.read_text())
+    assert len(data["trials"]) == 8
+    assert data["trials"][0]["intermediate_values"].keys() == {"1", "2"}
+
+
+@pytest.mark.slow
+def test_synthetic_launch_from_the_issue(tmp_path: Path) -> None:
+    """The done-when of the core issue: 6 new finished trials, none running, best printed."""
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    result = invoke("launch", "mnist-mlp", "--trials", "6", "--workers", "2", "--synthetic",
+                    "--epochs", "1", "--storage", url)
+    assert result.exit_code == 0, result.stderr
+    trials = optuna.load_study(study_name="mnist-mlp", storage=url).get_trials()
+    assert counted_finished(trials) == 6
+    assert all(t.state.is_finished() for t in trials)
+    assert "6 trial(s) finished in this launch" in result.stdout
+    assert "Wasted epochs: " in result.stdout  # measured against the enqueued baseline
+
+
+def test_dry_run_prints_the_plan(sqlite_url: str) -> None:
+    result = invoke("launch", "mnist-mlp", "--workers", "2", "--synthetic", "--dry-run",
+                    "--storage", sqlite_url, "--gpus", "none")
+    assert result.exit_code == 0
+    threads = max(1, cpu_count() // 2)  # the cores divided between the two workers
+    assert f"worker 0 -> cpu, {threads} thread(s)" in result.stdout
+    assert f"worker 1 -> cpu, {threads} thread(s)" in result.stdout
+    assert "budget:   50 trial(s)" in result.stdout
+
+
+def test_the_recorded_spec_is_what_a_relaunch_and_a_worker_use(sqlite_url: str,
+                                                               mnist_dir: Path) -> None:
+    run_inline(make_spec(sqlite_url, trials=1, epochs=2, seed=11, pruner="median",
+                         data_dir=str(mnist_dir)))
+    study = records.load(launch.open_for(make_spec(sqlite_url)), "mnist-mlp")
+    recorded = records.recorded_spec(study)
+    assert (recorded["study"], recorded["epochs"], recorded["seed"], recorded["pruner"]) == (
+        "mnist-mlp", 2, 11, "median")
+    relaunch = launch.build_spec("mnist-mlp", worker=False, study_name=None,
+                                 storage_url=sqlite_url, data_dir=str(mnist_dir),
+                                 flags={"epochs": 4})
+    assert (relaunch.epochs, relaunch.seed, relaunch.pruner, relaunch.trials) == (
+        4, 11, "median", registry.resolve("mnist-mlp").definition.trials)
+    joined = launch.build_spec(None, worker=True, study_name="mnist-mlp", storage_url=sqlite_url,
+                               data_dir=str(mnist_dir), flags={"trials": None})
+    assert (joined.epochs, joined.seed, joined.trials, joined.study) == (2, 11, None, "mnist-mlp")
+
+
+def test_a_grid_launch_defaults_to_the_whole_grid(sqlite_url: str) -> None:
+    spec = launch.build_spec("mnist-mlp-seed", worker=False, study_name=None,
+                             storage_url=sqlite_url, data_dir="data", flags={})
+    assert spec.sampler == "grid" and spec.trials == 3
+
+
+def test_a_worker_needs_a_study_it_can_find(sqlite_url: str) -> None:
+    from hpo.errors import HpoError
+
+    with pytest.raises(HpoError, match="There is no study named 'nope' to join yet"):
+        launch.build_spec(None, worker=True, study_name="nope", storage_url=sqlite_url,
+                          data_dir="data", flags={})
+
+
+def test_a_worker_joining_with_another_definition_is_refused(sqlite_url: str) -> None:
+    spec = make_spec(sqlite_url, synthetic=True, study_name="shared")
+    launch.prepare(spec, launch.open_for(spec))
+    with pytest.raises(HpoError, match="Study 'shared' runs the definition 'mnist-mlp', not "
+                                       "'logreg-loss' from 'logreg-loss': drop the study "
+                                       "argument, or choose another --study-name."):
+        launch.build_spec("logreg-loss", worker=True, study_name="shared",
+                          storage_url=sqlite_url, data_dir="data", flags={})
+    joined = launch.build_spec("mnist-mlp", worker=True, study_name="shared",
+                               storage_url=sqlite_url, data_dir="data", flags={})
+    assert (joined.study_name, joined.synthetic) == ("shared", True)  # the recorded data
+
+
+def test_planning_leaves_no_database_behind(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    spec = launch.build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
+                             data_dir="data", flags={"trials": 2})
+    assert spec.trials == 2 and spec.study_name == "mnist-mlp"
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_a_dry_run_plans_without_a_reachable_database(caplog: pytest.LogCaptureFixture) -> None:
+    url = "postgresql+psycopg://me:s3cret@127.0.0.1:1/hpo"
+    spec = launch.build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
+                             data_dir="data", flags={"epochs": 2}, dry_run=True)
+    assert spec.epochs == 2 and spec.sampler == "tpe"  # the flag, then the definition
+    assert "Planning without the study's recorded settings: Cannot reach the database" \
+        in caplog.text
+    with pytest.raises(HpoError, match="Cannot reach the database"):
+        launch.build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
+                          data_dir="data", flags={})
+
+
+def test_prepare_checks_the_data_before_writing_anything(sqlite_url: str, tmp_path: Path
+                                                         ) -> None:
+    spec = make_spec(sqlite_url, data_dir=str(tmp_path / "empty"))
+    storage = launch.open_for(spec)
+    with pytest.raises(HpoError, match="MNIST is not in"):
+        launch.prepare(spec, storage)
+    assert records.study_names(storage) == []
+
+
+def test_prepare_creates_then_resumes_with_the_launch_s_budget(sqlite_url: str) -> None:
+    spec = make_spec(sqlite_url, synthetic=True, trials=4, seed=5)
+    first = launch.prepare(spec, launch.open_for(spec))
+    assert (first.created, first.budget, first.note) == (True, 4, None)
+    assert records.recorded_spec(first.study)["seed"] == 5
+    again = launch.prepare(replace(spec, seed=6), launch.open_for(spec))
+    assert not again.created and records.recorded_spec(again.study)["seed"] == 6
+
+
+def test_a_grid_launch_runs_only_the_points_left(sqlite_url: str) -> None:
+    spec = make_spec(sqlite_url, "mnist-mlp-seed", synthetic=True, sampler="grid", trials=10)
+    study = launch.prepare(spec, launch.open_for(spec)).study
+    lr = registry.resolve("mnist-mlp-seed").definition.search_space["lr"]
+    for grid_id in (0, 2):  # two of the three points tried (one of them twice)
+        for _ in range(1 + (grid_id == 2)):
+            study.add_trial(optuna.trial.create_trial(
+                params={"lr": lr.choices[grid_id]}, distributions={"lr": lr}, value=0.9,
+                system_attrs={"grid_id": grid_id}))
+    prepared = launch.prepare(spec, launch.open_for(spec))
+    assert prepared.budget == 1
+    assert prepared.note == ("The grid of mnist-mlp-seed has 1 untried point(s) left, so this "
+                             "launch runs 1 trial(s), not 10.")
+
+
+def test_launching_nothing_starts_no_worker(sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """A grid with no point left (a budget of 0) returns at once."""
+    from hpo.run import supervisor
+
+    monkeypatch.setattr(supervisor.Supervisor, "_start",
+                        lambda self, slot: pytest.fail("a worker was started"))
+    prepared = launch.Prepared(study=None, created=False, budget=0, note=None)
+    result = launch.run(make_spec(sqlite_url), None, prepared, None)
+    assert result == supervisor.SuperviseResult(0, False, [])

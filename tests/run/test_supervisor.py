@@ -1,0 +1,160 @@
+"""hpo/run/supervisor.py: each worker process starts with its GPU and thread count in its real
+environment; the launch spends its --trials exactly; a worker that dies is restarted and its
+trial failed and queued again with the same params."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+from rich.console import Console
+
+from hpo.definition import Dataset, Splits, StudyDefinition
+from hpo.run import launch, supervisor
+from hpo.run.devices import plan_workers
+from hpo.run.progress import LaunchProgress
+from hpo.run.worker import counted_finished
+from tests.helpers import make_spec
+from tests.run import probe
+
+
+def test_each_worker_process_starts_with_its_own_gpu_and_threads(
+        monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
+    """CUDA_VISIBLE_DEVICES must be in the spawned child's environment before CUDA starts:
+    the child reports what it really finds in os.environ."""
+    monkeypatch.setenv("HPO_GPU_COUNT", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # the node's: must not leak through
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")
+    gpu_slots = plan_workers(gpus="1,3", cores=4)
+    cpu_slot = plan_workers(gpus="none", workers=3, cores=3)[2]
+    slots = (*gpu_slots, cpu_slot)
+    spec = make_spec(sqlite_url, slots=slots)
+    # The real Supervisor._start (and _child_environment); only the worker's body is a probe.
+    monkeypatch.setattr(supervisor, "_worker_process", probe.report_environment)
+    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=1,
+                                    progress=None)
+    for slot in slots:
+        watcher._start(slot)
+    reported = {}
+    for _ in slots:
+        _, index, environment = watcher.events.get(timeout=120)
+        reported[index] = environment
+    for process in watcher.processes.values():
+        process.join(timeout=60)
+    assert reported == {
+        0: {"CUDA_VISIBLE_DEVICES": "5", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"},
+        1: {"CUDA_VISIBLE_DEVICES": "7", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"},
+        # A CPU worker sees no GPU at all: set and empty, not unset.
+        2: {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    }
+    # The launcher's own environment is as it was.
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5,6,7"
+    assert os.environ["OMP_NUM_THREADS"] == "16" and "MKL_NUM_THREADS" not in os.environ
+
+
+# -- whole launches of a trivial study: no data to load, trials that take no time ----------
+
+TINY = Dataset(
+    name="tiny",
+    load_splits=lambda data_dir, options: Splits(torch.zeros(4, 1), torch.zeros(4).long(),
+                                                 torch.zeros(2, 1), torch.zeros(2).long(), 2),
+    load_test=lambda data_dir, options: (torch.zeros(2, 1), torch.zeros(2).long()),
+)
+
+
+def _instant(trial: optuna.Trial, run) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    run.report(x, 1)
+    return x
+
+
+def _dies_in_trial_one(trial: optuna.Trial, run) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 1:
+        os._exit(7)  # the worker process dies mid-trial, as if killed
+    return x
+
+
+def definition(name: str, objective) -> StudyDefinition:
+    return StudyDefinition(name=name, summary="test", dataset=TINY, objective=objective,
+                           search_space={"x": FloatDistribution(0.0, 1.0)},
+                           build_model=lambda params: torch.nn.Linear(1, 2), epochs=1,
+                           sampler="random", pruner="none")
+
+
+INSTANT = definition("instant", _instant)
+DYING = definition("dying", _dies_in_trial_one)
+
+
+def launch_inline(spec) -> tuple[supervisor.SuperviseResult, list[optuna.trial.FrozenTrial]]:
+    """What 'hpo launch' does after planning: prepare the study, supervise its workers."""
+    storage = launch.open_for(spec)
+    prepared = launch.prepare(spec, storage)
+    progress = LaunchProgress(console=Console(file=io.StringIO()), study_name=spec.study_name,
+                              storage_label="test", metric="val_accuracy", maximize=True,
+                              budget=prepared.budget, epochs=spec.epochs, slots=list(spec.slots))
+    result = launch.run(spec, storage, prepared, progress)
+    return result, optuna.load_study(study_name=spec.study_name,
+                                     storage=spec.storage_url).get_trials()
+
+
+@pytest.mark.slow
+def test_two_worker_processes_run_exactly_the_budget(sqlite_url: str) -> None:
+    spec = make_spec(sqlite_url, "tests.run.test_supervisor:INSTANT", trials=5,
+                     slots=tuple(plan_workers(gpus="none", workers=2, cores=2)))
+    result, trials = launch_inline(spec)
+    assert result.counted == 5 and not result.interrupted and result.failed_slots == []
+    assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.slow
+def test_a_dead_worker_is_restarted_and_its_trial_retried(sqlite_url: str,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    spec = make_spec(sqlite_url, "tests.run.test_supervisor:DYING", trials=3)
+    result, trials = launch_inline(spec)
+    assert result.counted == 3 and result.failed_slots == []
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.COMPLETE, TrialState.COMPLETE]
+    assert counted_finished(trials) == 3  # the retry takes the dead trial's place
+    lost = trials[1]
+    assert lost.user_attrs["fail_reason"] == ("worker lost: its worker process exited with "
+                                              "code 7")
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == 1]
+    assert retry.params == lost.params
+    assert "exited with code 7; restarting it (1/3)" in caplog.text
+
+
+def test_worker_logs_and_events_reach_the_launcher(sqlite_url: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    spec = make_spec(sqlite_url)
+    progress = LaunchProgress(console=Console(file=io.StringIO()), study_name="s",
+                              storage_label="test", metric="val_accuracy", maximize=True,
+                              budget=2, epochs=1, slots=list(spec.slots))
+    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=2,
+                                    progress=progress)
+    supervisor.QueueEvents(watcher.events, 0).emit("trial_finished", trial=3, state="COMPLETE",
+                                                   value=0.9, reason=None)
+    watcher.events.put(logging.LogRecord("hpo.run.worker", logging.WARNING, __file__, 1,
+                                         "from the worker process", None, None))
+    watcher._drain_events(timeout=2)
+    assert (progress.done, progress.best_trial, progress.best_value) == (1, 3, 0.9)
+    assert "from the worker process" in caplog.text
+
+
+def test_the_environment_is_restored_even_when_starting_fails(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    (slot,) = plan_workers(gpus="1", gpu_ids=["0", "1"], cores=2)
+    with pytest.raises(RuntimeError, match="spawn failed"):
+        with supervisor._child_environment(slot):
+            assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+            raise RuntimeError("spawn failed")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" and "OMP_NUM_THREADS" not in os.environ

@@ -1,0 +1,130 @@
+"""hpo/train/checkpoints.py: the best few trials keep their weights as study artifacts, evicted
+ones are deleted, and loading a checkpoint never runs code from the file."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hpo.cli import app
+from hpo.errors import HpoError
+from hpo.train.checkpoints import CheckpointKeeper, load_checkpoint, saved_checkpoints
+
+runner = CliRunner()
+
+
+def test_best_trials_keep_bounded_checkpoints(finished_study, tmp_path: Path) -> None:
+    url, artifacts = finished_study
+    study = optuna.load_study(study_name="mnist-mlp", storage=url)
+    kept = saved_checkpoints(study)
+    assert 1 <= len(kept) <= 2
+    best = max((t for t in study.trials if t.value is not None
+                and t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+    assert best.number in kept  # the study's best always has its weights
+    assert len(list(artifacts.iterdir())) == len(kept)  # evicted files are deleted
+    state = load_checkpoint(study, best.number, artifacts)
+    assert all(isinstance(t, torch.Tensor) for t in state.values())
+
+
+def test_eviction_keeps_only_the_best_few(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize",
+                                storage=f"sqlite:///{tmp_path / 'k.db'}")
+    keeper = CheckpointKeeper(study, tmp_path / "store", keep=2)
+    for value in (0.1, 0.5, 0.7, 0.9):
+        trial = study.ask()
+        assert keeper.offer(trial, lambda: torch.nn.Linear(2, 2), value)
+        study.tell(trial, value)
+    trial = study.ask()
+    assert not keeper.offer(trial, lambda: pytest.fail("built for a worse trial"), 0.2)
+    study.tell(trial, 0.2)
+    assert sorted(saved_checkpoints(study)) == [2, 3]
+    assert len(list((tmp_path / "store").iterdir())) == 2
+
+
+def test_tampered_checkpoint_is_refused(finished_study, mnist_dir: Path) -> None:
+    url, artifacts = finished_study
+    study = optuna.load_study(study_name="mnist-mlp", storage=url)
+    number, meta = next(iter(saved_checkpoints(study).items()))
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this would run on load",))
+
+
+    (artifacts / meta["artifact_id"]).write_bytes(pickle.dumps(Payload()))
+    result = runner.invoke(app, ["evaluate", "mnist-mlp", "--storage", url, "--trial",
+                                 str(number), "--data-dir", str(mnist_dir)],
+                           env={"HPO_ARTIFACT_DIR": str(artifacts)})
+    assert result.exit_code == 1
+    assert "is not a plain weights file" in result.stderr and "--retrain" in result.stderr
+
+
+
+class CreatesAFile:
+    """Unpickling this creates ``path``: what a malicious checkpoint could do instead."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.fixture
+def one_checkpoint(tmp_path: Path) -> tuple[optuna.Study, Path, dict]:
+    """A study whose trial 0 has its checkpoint in tmp_path/store."""
+    study = optuna.create_study(direction="maximize", storage=f"sqlite:///{tmp_path / 'c.db'}")
+    store = tmp_path / "store"
+    keeper = CheckpointKeeper(study, store, keep=1)
+    trial = study.ask()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    assert keeper.offer(trial, lambda: model, 0.5)
+    study.tell(trial, 0.5)
+    return study, store, model.state_dict()
+
+
+def test_a_checkpoint_loads_back_as_the_trained_weights(one_checkpoint) -> None:
+    study, store, weights = one_checkpoint
+    loaded = load_checkpoint(study, 0, store)
+    assert loaded.keys() == weights.keys()
+    assert all(torch.equal(loaded[key], weights[key]) for key in weights)
+    assert saved_checkpoints(study)[0]["file"] == "trial-00000-value-0.5000.pt"
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(one_checkpoint,
+                                                                     tmp_path: Path) -> None:
+    """Checkpoints are files anyone with the shared folder can replace: torch.load must read
+    them with weights_only=True, which refuses any pickled object but tensors."""
+    study, store, _ = one_checkpoint
+    marker = tmp_path / "the-payload-ran"
+    meta = saved_checkpoints(study)[0]
+    torch.save({"weight": torch.zeros(2, 3), "bias": CreatesAFile(marker)},
+               store / meta["artifact_id"])
+    try:
+        loaded = load_checkpoint(study, 0, store)
+    except HpoError as error:
+        message = str(error)
+    else:
+        message = f"no error; loaded {loaded}"
+    assert not marker.exists(), "loading the checkpoint ran the code pickled in it"
+    assert message.startswith(f"The checkpoint of trial 0 (trial-00000-value-0.5000.pt in "
+                              f"{store}) is not a plain weights file (")
+    assert message.endswith("): delete it, or pass --retrain to train that trial's params "
+                            "again.")
+    assert "\n" not in message
+
+
+def test_a_missing_checkpoint_file_or_none_at_all_is_none(one_checkpoint,
+                                                         caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    study, store, _ = one_checkpoint
+    assert load_checkpoint(study, 7, store) is None  # no trial 7 checkpoint
+    (store / saved_checkpoints(study)[0]["artifact_id"]).unlink()
+    assert load_checkpoint(study, 0, store) is None
+    assert f"The checkpoint file of trial 0 is missing from {store}" in caplog.text

@@ -336,7 +336,7 @@ def test_a_full_sqlite_disk_ends_the_launch_with_one_sentence(sqlite_url: str,
     from hpo.run import launch
     from hpo.run.progress import LaunchProgress
 
-    spec = make_spec(sqlite_url, "tests.test_lifecycle:FULL_DISK", trials=3,
+    spec = make_spec(sqlite_url, "tests.integration.test_lifecycle:FULL_DISK", trials=3,
                      data_dir=str(mnist_dir), outage_tolerance=3)
     storage = launch.open_for(spec)
     prepared = launch.prepare(spec, storage)

@@ -8,6 +8,15 @@ from tests.helpers import make_spec, run_inline, write_mnist, write_svhn
 
 
 @pytest.fixture(autouse=True)
+def _no_leftover_processes():
+    """Whatever a test's outcome, no hpo launch it started keeps training after it."""
+    from tests.helpers import kill_leftover_processes
+
+    yield
+    kill_leftover_processes()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test downloads anything or touches the user's ./data and ./storage."""
     monkeypatch.setenv("HPO_OFFLINE", "1")

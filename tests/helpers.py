@@ -88,14 +88,39 @@ def pruned_only_study(folder: Path) -> str:
     return url
 
 
+# Every process hpo_process started; tests/conftest.py kills what is left after each test, so a
+# failed test never leaves a launch training behind it (and slowing every test after it).
+STARTED: list[Any] = []
+
+
 def hpo_process(*args: str, new_session: bool = False, **kwargs: Any):
     """Start the real ``hpo`` command line in a subprocess, output captured."""
     import subprocess
     import sys
 
-    return subprocess.Popen([sys.executable, "-m", "hpo", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=new_session,
-                            **kwargs)
+    process = subprocess.Popen([sys.executable, "-m", "hpo", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               start_new_session=new_session, **kwargs)
+    STARTED.append((process, new_session))
+    return process
+
+
+def kill_leftover_processes() -> None:
+    """Kill the hpo processes a test left running; their workers die with them (they set
+    PR_SET_PDEATHSIG), and a process-group kill takes them at once."""
+    import contextlib
+    import os
+    import signal
+
+    while STARTED:
+        process, own_session = STARTED.pop()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                if own_session:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+            process.wait()
 
 
 def wait_for(predicate, *, timeout: float = 120.0, interval: float = 0.2, what: str = "") -> Any:

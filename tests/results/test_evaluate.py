@@ -131,7 +131,7 @@ def test_again_measures_a_recorded_trial_again(logreg_study, mnist_dir: Path) ->
                         "--trial, or leave it out for the best."),
     (["--trial", "1"], "Trial 1 of 'logreg-loss' is PRUNED, not COMPLETE: evaluate a completed "
                        "trial (see 'hpo trials')."),
-])
+], ids=["no such trial", "not complete"])
 def test_evaluate_bad_trials(logreg_study, args, message) -> None:
     url, _ = logreg_study
     study = optuna.load_study(study_name="logreg-loss", storage=url)

@@ -3,13 +3,19 @@ the export and the wasted epochs."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import optuna
-from optuna.trial import TrialState
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
 from hpo.cli import app
+from hpo.errors import HpoError
+from hpo.results.summary import best_trial, export_csv, export_json, ranked, summarize
 
 runner = CliRunner()
 
@@ -57,3 +63,66 @@ def test_wasted_epochs_count_trials_that_end_below_the_baseline() -> None:
     only_last = wasted_epochs(study, study.get_trials()[-2:])
     assert (only_last.wasted, only_last.epochs) == (3, 4)
 
+
+
+def hand_made_study(direction: str = "maximize") -> optuna.Study:
+    """Trials 0-4: complete 0.7, pruned, complete 0.9, failed, complete 0.9 (a tie)."""
+    study = optuna.create_study(direction=direction, study_name="made")
+    study.set_user_attr("definition", "toy")
+    study.set_user_attr("dataset", "mnist")
+    study.set_user_attr("metric", "val_accuracy")
+    space = {"lr": FloatDistribution(1e-6, 1.0, log=True)}
+    for number, (state, value) in enumerate([(TrialState.COMPLETE, 0.7), (TrialState.PRUNED, None),
+                                             (TrialState.COMPLETE, 0.9), (TrialState.FAIL, None),
+                                             (TrialState.COMPLETE, 0.9)]):
+        study.add_trial(create_trial(
+            state=state, value=value, params={"lr": 10.0 ** -(number + 1)}, distributions=space,
+            intermediate_values={1: value if value is not None else float("nan")},
+            user_attrs={"epochs_run": 1, "note": {"n": number}}))
+    return study
+
+
+def test_summarize_counts_every_state_and_finds_the_best() -> None:
+    found = summarize(hand_made_study())
+    assert found.counts == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1, "RUNNING": 0, "WAITING": 0}
+    assert (found.best_trial, found.best_value) == (2, 0.9)  # the first of a tie
+    assert (found.name, found.definition, found.dataset, found.metric) == (
+        "made", "toy", "mnist", "val_accuracy")
+    assert found.last_activity is not None
+    bare = summarize(optuna.create_study(study_name="bare"))
+    assert (bare.best_trial, bare.definition, bare.metric, bare.last_activity) == (
+        None, "-", "value", None)
+
+
+def test_ranking_follows_the_direction_and_keeps_ties_in_order() -> None:
+    study = hand_made_study()
+    assert [t.number for t in ranked(study, study.trials)] == [2, 4, 0]
+    low = hand_made_study("minimize")
+    assert [t.number for t in ranked(low, low.trials)] == [0, 2, 4]
+    assert best_trial(low).number == 0
+
+
+def test_best_trial_of_a_study_without_a_completed_trial_is_one_sentence() -> None:
+    with pytest.raises(HpoError, match=r"^Study 'bare' has no completed trial yet: run 'hpo "
+                                       r"launch' or 'hpo worker' on it first\.$"):
+        best_trial(optuna.create_study(study_name="bare"))
+
+
+def test_the_csv_export_has_a_column_per_param_and_attribute() -> None:
+    rows = list(csv.DictReader(io.StringIO(export_csv(hand_made_study()))))
+    assert [row["state"] for row in rows] == ["COMPLETE", "PRUNED", "COMPLETE", "FAIL",
+                                              "COMPLETE"]
+    assert list(rows[0])[:6] == ["number", "state", "value", "duration_s", "datetime_start",
+                                 "datetime_complete"]
+    assert rows[2]["params_lr"] == "0.001" and rows[1]["value"] == ""
+    assert json.loads(rows[3]["user_attrs_note"]) == {"n": 3}  # nested values as JSON
+
+
+def test_the_json_export_holds_curves_and_writes_nan_as_null() -> None:
+    exported = json.loads(export_json(hand_made_study()))
+    assert exported["study"] == "made" and exported["direction"] == "maximize"
+    assert exported["user_attrs"]["definition"] == "toy"
+    trials = exported["trials"]
+    assert [t["number"] for t in trials] == [0, 1, 2, 3, 4]
+    assert trials[0]["intermediate_values"] == {"1": 0.7}
+    assert trials[1]["intermediate_values"] == {"1": None}  # NaN is not JSON

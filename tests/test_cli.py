@@ -124,7 +124,7 @@ def test_trials_below_one_is_refused(trials: str) -> None:
     ("url", "needle"),
     [
         ("not a url", "is malformed"),
-        ("postgresql+psycopg://me:s3cret-pw@localhost:port/db", "is malformed"),
+        ("postgresql+psycopg://me:s3cret-pw@localhost:port/db", "is not a port number"),
         ("foo://somewhere/db", "unknown database 'foo'"),
         ("mysql://me:s3cret-pw@localhost/db", "driver 'MySQLdb'"),
         ("postgresql+psycopg2://me:s3cret-pw@localhost/db", "driver 'psycopg2'"),

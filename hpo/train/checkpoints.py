@@ -144,11 +144,14 @@ def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | 
                 raise ValueError(f"it holds a {type(state).__name__}, not names and tensors")
             return state
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-            text = str(error).strip()
-            first = text.splitlines()[0] if text else type(error).__name__
+            if isinstance(error, pickle.UnpicklingError):
+                # torch's own message is a page of advice with terminal escapes in it.
+                reason = "it holds pickled objects other than tensors, which could run code"
+            else:
+                text = str(error).strip()
+                reason = (text.splitlines()[0] if text else type(error).__name__)[:120]
             raise HpoError(
-                f"The checkpoint of trial {trial_number} (artifact {meta['artifact_id']} in "
-                f"{artifact_dir}) is "
-                f"not a plain weights file ({first[:120]}): delete it, or pass --retrain to "
-                "train that trial's params again."
+                f"The checkpoint of trial {trial_number} "
+                f"({Path(artifact_dir) / meta['artifact_id']}) is not a plain weights file "
+                f"({reason}): delete it, or pass --retrain to train that trial's params again."
             ) from None

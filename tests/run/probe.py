@@ -12,6 +12,7 @@ from typing import Any
 KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def report_environment(spec: Any, slot: Any, restarts: int, state: Any, events: Any) -> None:
+def report_environment(spec: Any, slot: Any, restarts: int, state: Any, events: Any,
+                       parent_pid: int) -> None:
     """Put the child's real os.environ values of KEYS (None: unset) on the event queue."""
     events.put(("environment", slot.index, {key: os.environ.get(key) for key in KEYS}))

@@ -54,7 +54,8 @@ def test_a_sqlite_file_in_an_existing_folder_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("url", "message"), [
     ("not a url", "Storage URL 'not a url' is malformed: use a SQLAlchemy URL such as"),
     ("postgresql+psycopg://me:s3cret@db:port/hpo",
-     "Storage URL 'postgresql+psycopg://me:***@db:port/hpo' is malformed"),
+     "The port 'port' in storage URL 'postgresql+psycopg://me:***@db:port/hpo' is not a port "
+     "number (1-65535)"),
     ("foo://me:s3cret@x/db", "Storage URL 'foo://me:***@x/db' names an unknown database 'foo'"),
     ("mysql://me:s3cret@localhost/db", "The database driver 'MySQLdb' for storage URL "
      "'mysql://me:***@localhost/db' is not installed"),

@@ -119,6 +119,7 @@ STUDY = StudyDefinition(
     pruner="asha",
     floor=0.5,
     baseline_margin=0.01,
+    leaders=5,
     min_epochs_before_ranking=2,
     grid={
         "lr": [3e-4, 1e-3, 3e-3],

@@ -82,8 +82,8 @@ def make_sampler(name: str, definition: StudyDefinition, *, seed: int | None
 
 def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
                 ) -> optuna.pruners.BasePruner:
-    """The named peer-ranking pruner behind the definition's floor and baseline guards
-    (hpo.search.pruning); "none" never prunes, guards included."""
+    """The named peer-ranking pruner behind the definition's floor, baseline and leaders
+    guards (hpo.search.pruning); "none" never prunes, guards included."""
     if name not in PRUNERS:
         raise HpoError(f"Unknown pruner {name!r}: use {', '.join(PRUNERS)}.")
     import optuna
@@ -96,4 +96,5 @@ def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
     inner = factory(min(definition.min_epochs_before_ranking, epochs), epochs)
     return GuardedPruner(inner, floor=definition.floor,
                          baseline_margin=definition.baseline_margin,
+                         leaders=definition.leaders,
                          metric=definition.metric_name)

@@ -10,7 +10,17 @@ MNIST a trial sat at chance accuracy for all 10 epochs that way. Two guards need
   never pruned) reports every epoch; a trial more than ``baseline_margin`` behind the baseline's
   value at the same epoch is pruned, as soon as the baseline has reached that epoch.
 
-Whatever passes both guards goes to the peer-ranking pruner (``inner``). The reason for each
+A third guard ranks, but more strictly than successive halving does late in a study:
+
+- **the leaders**: once ``leaders`` other trials have reached an epoch, a trial whose value at
+  that epoch is not among the best ``leaders`` values there is pruned. Successive halving
+  promotes the top third of a rung, and once TPE has settled on a good region nearly every new
+  trial is in the top third of the old ones, so late trials all train to the end: in one
+  mnist-mlp study 19 of 50 did, and the study took 22 minutes. Keeping only the best five at
+  each epoch, replayed on that study's own curves, cut its epochs' time by 42% and kept its best
+  trial (studies/mnist_mlp.py gives the figures).
+
+Whatever passes the guards goes to the peer-ranking pruner (``inner``). The reason for each
 decision is kept, so the trial records why it was pruned.
 """
 
@@ -29,15 +39,20 @@ from hpo.storage.attributes import BASELINE_ATTR
 
 
 class GuardedPruner(BasePruner):
-    """A floor and the baseline's learning curve in front of ``inner``."""
+    """A floor, the baseline's learning curve and the leaders at each epoch in front of
+    ``inner``."""
 
     def __init__(self, inner: BasePruner, *, floor: float | None = None,
-                 baseline_margin: float | None = None, metric: str = "value") -> None:
+                 baseline_margin: float | None = None, leaders: int | None = None,
+                 metric: str = "value") -> None:
         if baseline_margin is not None and baseline_margin < 0:
             raise ValueError(f"baseline_margin cannot be negative but got {baseline_margin}.")
+        if leaders is not None and leaders < 1:
+            raise ValueError(f"leaders must be at least 1 but got {leaders}.")
         self.inner = inner
         self.floor = floor
         self.baseline_margin = baseline_margin
+        self.leaders = leaders
         self.metric = metric
         self.last_reason: str | None = None
         # The baseline's curve, once it is final (a finished trial never changes).
@@ -67,11 +82,33 @@ class GuardedPruner(BasePruner):
                         f"{self.metric} {value:.4f} at epoch {step} is more than "
                         f"{self.baseline_margin:g} behind the baseline's {reference:.4f}")
                     return True
+        if self.leaders is not None and not trial.user_attrs.get(BASELINE_ATTR):
+            last_leader = self.last_leader(study, trial, step, maximize=maximize)
+            if last_leader is not None and is_better(last_leader, value, maximize=maximize):
+                self.last_reason = (f"{self.metric} {value:.4f} at epoch {step} is not among the "
+                                    f"best {self.leaders} at that epoch (the last of them: "
+                                    f"{last_leader:.4f})")
+                return True
         if self.inner.prune(study, trial):
             self.last_reason = (f"{self.metric} {value:.4f} at epoch {step} ranks low among "
                                 "the trials that reached that epoch")
             return True
         return False
+
+    def last_leader(self, study: optuna.Study, trial: FrozenTrial, step: int, *,
+                    maximize: bool) -> float | None:
+        """The ``leaders``-th best value at ``step`` among the other trials that reached it
+        (pruned and running ones too), or None while fewer than ``leaders`` have."""
+        assert self.leaders is not None
+        values = [other.intermediate_values[step] for other in study.get_trials(
+                      deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                              TrialState.RUNNING))
+                  if other.number != trial.number and step in other.intermediate_values
+                  and not math.isnan(other.intermediate_values[step])]
+        if len(values) < self.leaders:
+            return None
+        values.sort(reverse=maximize)
+        return values[self.leaders - 1]
 
     def baseline_curve(self, study: optuna.Study) -> Mapping[int, float]:
         """The baseline trial's value at each epoch it has reported so far ({} if none)."""

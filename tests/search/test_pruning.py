@@ -128,3 +128,79 @@ def test_peers_rank_a_trial_only_from_the_study_s_first_ranked_epoch() -> None:
     assert report(slow, [0.90, 0.91]) == 2
     assert study.pruner.last_reason == ("val_accuracy 0.9100 at epoch 2 ranks low among the "
                                         "trials that reached that epoch")
+
+
+def leaders_study(leaders: int, direction: str = "maximize") -> optuna.Study:
+    """The leaders guard alone: no floor, no baseline, no peer-ranking pruner."""
+    return optuna.create_study(direction=direction, pruner=GuardedPruner(
+        optuna.pruners.NopPruner(), leaders=leaders, metric="val_accuracy"))
+
+
+def finish(study: optuna.Study, curve: list[float]) -> None:
+    trial = study.ask()
+    assert report(trial, curve) is None
+    study.tell(trial, curve[-1])
+
+
+def test_a_trial_outside_the_leaders_at_an_epoch_stops_there() -> None:
+    study = leaders_study(2)
+    finish(study, [0.96, 0.97, 0.98])
+    finish(study, [0.95, 0.975, 0.985])
+    # Second best at epoch 1, best at epoch 2, third at epoch 3: it stops at epoch 3.
+    trial = study.ask()
+    assert report(trial, [0.955, 0.976, 0.979]) == 3
+    assert study.pruner.last_reason == ("val_accuracy 0.9790 at epoch 3 is not among the best "
+                                        "2 at that epoch (the last of them: 0.9800)")
+
+
+def test_the_leaders_guard_waits_for_enough_peers_and_counts_pruned_ones() -> None:
+    study = leaders_study(2)
+    finish(study, [0.99, 0.99])
+    # One peer only: a far worse trial is not ranked, and ends pruned at epoch 1 by hand.
+    slow = study.ask()
+    assert report(slow, [0.5]) is None
+    study.tell(slow, state=optuna.trial.TrialState.PRUNED)
+    # Two peers at epoch 1 now, the pruned one among them; none yet at epoch 2.
+    trial = study.ask()
+    assert report(trial, [0.6, 0.1]) is None
+    late = study.ask()
+    assert report(late, [0.55]) == 1
+
+
+def test_a_running_trial_counts_among_the_leaders() -> None:
+    study = leaders_study(1)
+    running = study.ask()
+    running.report(0.98, 1)
+    assert report(study.ask(), [0.97]) == 1
+
+
+def test_the_baseline_is_never_pruned_by_the_leaders() -> None:
+    study = leaders_study(1)
+    finish(study, [0.99, 0.99])
+    add_baseline(study, [0.95, 0.96])
+    assert study.trials[-1].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_minimize_ranks_the_lowest_values_first() -> None:
+    study = leaders_study(1, direction="minimize")
+    finish(study, [0.5, 0.4])
+    assert report(study.ask(), [0.45, 0.38]) is None
+    assert report(study.ask(), [0.6]) == 1
+
+
+def test_mnist_mlp_keeps_the_best_five_at_each_epoch() -> None:
+    study = new_study("asha")
+    assert study.pruner.leaders == STUDY.leaders == 5
+    for value in (0.970, 0.971, 0.972, 0.973, 0.974):
+        finish(study, [value])
+    assert report(study.ask(), [0.9705]) is None  # fifth best now
+    assert report(study.ask(), [0.9702]) == 1
+    assert "is not among the best 5 at that epoch (the last of them: 0.9705)" \
+        in study.pruner.last_reason
+
+
+def test_leaders_below_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="leaders must be at least 1 but got 0"):
+        GuardedPruner(optuna.pruners.NopPruner(), leaders=0)
+    with pytest.raises(ValueError, match="leaders of study 'mnist-mlp' must be at least 1"):
+        replace(STUDY, leaders=0)

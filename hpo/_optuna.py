@@ -28,10 +28,6 @@ def __getattr__(name: str) -> Any:
         return _CachedStorage
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# Storage methods that hpo's retrying wrapper covers besides the public BaseStorage ones:
-# fail_stale_trials() calls this one, and a database outage there must be retried too.
-PRIVATE_STORAGE_READS = ("_get_stale_trial_ids",)
-
 # optuna.artifacts records a study-level artifact as a study system attribute under this prefix,
 # and optuna-dashboard's delete button overwrites it with JSON null. There is no public call to
 # remove an artifact's record, so evicting a checkpoint writes the same value.

@@ -36,8 +36,6 @@ def test_the_cache_wraps_an_rdb_backend_and_can_forget_a_study(study: optuna.Stu
     study.ask()
     _optuna.forget_cached_trials(storage, _optuna.study_id_of(study))
     assert len(study.get_trials()) == 1  # read back from the database
-    for name in _optuna.PRIVATE_STORAGE_READS:
-        assert callable(getattr(storage, name))
 
 
 def test_the_optimize_flag_lets_grid_sampling_stop_an_ask_and_tell_loop(sqlite_url: str) -> None:

@@ -354,7 +354,6 @@ _READS = (
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
     "get_study_user_attrs", "get_study_system_attrs", "get_all_studies",
     "get_trial_id_from_study_id_trial_number", "get_best_trial", "get_trial", "get_all_trials",
-    *_optuna.PRIVATE_STORAGE_READS,
 )
 _WRITES = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",

@@ -10,8 +10,7 @@ first convolution that record what it really received and produced.
 
 mnist-epoch: the MNIST seed pipeline (DataLoader + transforms, batches copied to the device one
 by one, as a plain port of the seed would do) against hpo's loop (the split as one tensor on the
-device), both on --device; the second of two epochs is timed. benchmarks/mnist_epoch.py is the
-CPU version and is left as it is.
+device), both on --device, by benchmarks/mnist_epoch.py; the second of two epochs is timed.
 
 Each subcommand prints "key=value" lines that gpu_check.sh puts in its table.
 """
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -83,71 +81,11 @@ def svhn_trial(device: str, epochs: int, subset: float) -> None:
                 print(f"svhn_{label}_fail_reason={trial.user_attrs.get('fail_reason')}")
 
 
-def _seed_pipeline_epoch(root: Path, device: torch.device) -> tuple[float, float]:
-    import torchvision
-    import torchvision.transforms as transforms
-    from torch.utils.data import DataLoader, random_split
-
-    from studies.mnist_mlp import BASELINE, build_model
-
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
-    dataset = torchvision.datasets.MNIST(root=str(root), train=True, transform=transform)
-    n_train = int(0.8 * len(dataset))
-    train_part, val_part = random_split(dataset, [n_train, len(dataset) - n_train],
-                                        generator=torch.Generator().manual_seed(0))
-    train_loader = DataLoader(train_part, batch_size=100, shuffle=True)
-    val_loader = DataLoader(val_part, batch_size=100, shuffle=False)
-    torch.manual_seed(0)
-    model = build_model(BASELINE).to(device)
-    criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    seconds = accuracy = 0.0
-    for _ in range(2):
-        started = time.perf_counter()
-        model.train()
-        for images, labels in train_loader:
-            images, labels = images.reshape(-1, 784).to(device), labels.to(device)
-            loss = criterion(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        correct = total = 0
-        with torch.no_grad():
-            for images, labels in val_loader:
-                predicted = model(images.reshape(-1, 784).to(device)).argmax(1)
-                total += labels.size(0)
-                correct += (predicted.cpu() == labels).sum().item()
-        seconds, accuracy = time.perf_counter() - started, correct / total
-    return seconds, accuracy
-
-
-def _hpo_epoch(root: Path, device: torch.device) -> tuple[float, float]:
-    from hpo.data import mnist
-    from hpo.train.loop import fit
-    from studies.mnist_mlp import BASELINE, build_model
-
-    splits = mnist.load_splits(root, synthetic=False, device=device)
-    torch.manual_seed(0)
-    seconds: list[float] = []
-    result = fit(build_model(BASELINE), splits, epochs=2, lr=1e-3, batch_size=100,
-                 on_epoch=lambda epoch, accuracy, took: seconds.append(took))
-    return seconds[-1], result.val_accuracy
-
-
 def mnist_epoch(device: str, data_dir: Path | None) -> None:
-    from hpo.data import mnist
+    from benchmarks.mnist_epoch import both_epochs
 
-    with tempfile.TemporaryDirectory() as scratch:
-        root = data_dir
-        if root is None or not all((mnist.raw_dir(root) / name).exists()
-                                   for name in mnist.FILES.values()):
-            from tests.helpers import write_mnist
-
-            root = write_mnist(Path(scratch), n_train=60_000, n_test=10_000)
-        target = torch.device(device)
-        seed_seconds, seed_accuracy = _seed_pipeline_epoch(root, target)
-        hpo_seconds, hpo_accuracy = _hpo_epoch(root, target)
+    _, (seed_seconds, seed_accuracy), (hpo_seconds, hpo_accuracy) = both_epochs(
+        data_dir, torch.device(device))
     print(f"mnist_seed_seconds={seed_seconds:.3f}")
     print(f"mnist_seed_val_accuracy={seed_accuracy:.4f}")
     print(f"mnist_hpo_seconds={hpo_seconds:.3f}")

@@ -13,7 +13,7 @@ first-use warm-up (allocator, kernels) in the figure:
 Uses MNIST from --data-dir when it is there; otherwise writes MNIST-format files of the same
 size (class-conditional images) to a temporary folder, so it runs offline.
 
-    uv run python benchmarks/mnist_epoch.py [--data-dir DIR] [--threads N]
+    uv run python benchmarks/mnist_epoch.py [--data-dir DIR] [--device cpu|cuda] [--threads N]
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from hpo.train.loop import fit
 from studies.mnist_mlp import build_seed_model
 
 
-def seed_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
-    """The report's code; returns (seconds of the last epoch, validation accuracy)."""
+def seed_epoch(root: Path, device: torch.device, epochs: int = 2) -> tuple[float, float]:
+    """The report's code, its batches copied to ``device`` one by one as a plain port would;
+    returns (seconds of the last epoch, validation accuracy)."""
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     train_dataset = torchvision.datasets.MNIST(root=str(root), train=True, transform=transform)
     train_size = int(0.8 * len(train_dataset))
@@ -45,7 +46,7 @@ def seed_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
     train_loader = DataLoader(dataset=train_part, batch_size=100, shuffle=True)
     val_loader = DataLoader(dataset=val_part, batch_size=100, shuffle=False)
     torch.manual_seed(0)
-    model = build_seed_model({})
+    model = build_seed_model({}).to(device)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -53,7 +54,7 @@ def seed_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
         started = time.perf_counter()
         model.train()
         for images, labels in train_loader:
-            images = images.reshape(-1, 28 * 28)
+            images, labels = images.reshape(-1, 28 * 28).to(device), labels.to(device)
             loss = criterion(model(images), labels)
             optimizer.zero_grad()
             loss.backward()
@@ -62,16 +63,16 @@ def seed_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
         correct = total = 0
         with torch.no_grad():
             for images, labels in val_loader:
-                _, predicted = torch.max(model(images.reshape(-1, 28 * 28)).data, 1)
+                _, predicted = torch.max(model(images.reshape(-1, 28 * 28).to(device)).data, 1)
                 total += labels.size(0)
-                correct += (predicted == labels).sum().item()
+                correct += (predicted.cpu() == labels).sum().item()
         seconds = time.perf_counter() - started
     return seconds, correct / total
 
 
-def hpo_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
+def hpo_epoch(root: Path, device: torch.device, epochs: int = 2) -> tuple[float, float]:
     """hpo's loop; returns (seconds of the last epoch, validation accuracy)."""
-    splits = mnist.load_splits(root, synthetic=False, device=torch.device("cpu"))
+    splits = mnist.load_splits(root, synthetic=False, device=device)
     torch.manual_seed(0)
     seconds: list[float] = []
     result = fit(build_seed_model({}), splits, epochs=epochs, lr=1e-3, batch_size=100,
@@ -79,26 +80,35 @@ def hpo_epoch(root: Path, epochs: int = 2) -> tuple[float, float]:
     return seconds[-1], result.val_accuracy
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+def both_epochs(data_dir: Path | None, device: torch.device
+                ) -> tuple[str, tuple[float, float], tuple[float, float]]:
+    """(where the data came from, seed's (seconds, accuracy), hpo's (seconds, accuracy)):
+    real MNIST from ``data_dir`` where it is there, generated MNIST-format files otherwise."""
     with tempfile.TemporaryDirectory() as scratch:
-        root = args.data_dir
-        if not all((mnist.raw_dir(root) / name).exists() for name in mnist.FILES.values()):
+        root = data_dir
+        if root is None or not all((mnist.raw_dir(root) / name).exists()
+                                   for name in mnist.FILES.values()):
             from tests.helpers import write_mnist
 
             root = write_mnist(Path(scratch), n_train=60_000, n_test=10_000)
             source = "generated MNIST-format files (60k train images)"
         else:
             source = f"MNIST from {root}"
-        print(f"data: {source}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-        seed_seconds, seed_acc = seed_epoch(root)
-        hpo_seconds, hpo_acc = hpo_epoch(root)
+        return source, seed_epoch(root, device), hpo_epoch(root, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}")
+    source, (seed_seconds, seed_acc), (hpo_seconds, hpo_acc) = both_epochs(
+        args.data_dir, torch.device(args.device))
+    print(f"data: {source}")
     print(f"seed pipeline (DataLoader + transforms): {seed_seconds:6.2f} s/epoch  "
           f"val_accuracy {seed_acc:.4f}")
     print(f"hpo loop (on-device tensors, fused Adam): {hpo_seconds:6.2f} s/epoch  "

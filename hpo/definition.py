@@ -101,9 +101,11 @@ class StudyDefinition:
     # the baseline's value at the same epoch, is pruned before the peer-ranking pruner is asked.
     floor: float | None = None
     baseline_margin: float | None = None
-    # A third guard, which does need peers: once ``leaders`` other trials have reached an
-    # epoch, a trial that is not among the best ``leaders`` values at that epoch is pruned.
+    # A third guard, which does need peers: from epoch ``leaders_from`` on, once ``leaders``
+    # other trials have reached an epoch, a trial that is not among the best ``leaders`` values
+    # at that epoch is pruned.
     leaders: int | None = None
+    leaders_from: int = 1
     # Epochs a trial that passes the guards trains before the peer-ranking pruner first ranks
     # it (its min_resource): the first epoch favours fast starters over good finishers.
     min_epochs_before_ranking: int = 1
@@ -140,6 +142,9 @@ class StudyDefinition:
                 raise ValueError(f"The grid of {where} lacks {sorted(missing)}.")
         if self.leaders is not None and self.leaders < 1:
             raise ValueError(f"leaders of {where} must be at least 1, not {self.leaders}.")
+        if self.leaders_from < 1:
+            raise ValueError(f"leaders_from of {where} must be at least 1, not "
+                             f"{self.leaders_from}.")
         if self.min_epochs_before_ranking < 1:
             raise ValueError(f"min_epochs_before_ranking of {where} must be at least 1, not "
                              f"{self.min_epochs_before_ranking}.")

@@ -96,5 +96,5 @@ def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
     inner = factory(min(definition.min_epochs_before_ranking, epochs), epochs)
     return GuardedPruner(inner, floor=definition.floor,
                          baseline_margin=definition.baseline_margin,
-                         leaders=definition.leaders,
+                         leaders=definition.leaders, leaders_from=definition.leaders_from,
                          metric=definition.metric_name)

@@ -24,6 +24,36 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class Dropout(nn.Module):
+    """Dropout with a mask that is cheaper to draw on CPU than nn.Dropout's.
+
+    On two CPU cores nn.Dropout's Bernoulli draw cost about 4 ms per 256x986 batch, 20% of a
+    wide mnist-mlp epoch. Here one random 32-bit integer gives the keep-or-drop bytes of four
+    units, so the rate is rounded to a multiple of 1/256 (0.1 becomes 26/256 = 0.1016). On
+    CUDA the draw is cheap and this is nn.functional.dropout itself.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"A dropout rate must be in [0, 1), not {p}.")
+        self.p = p
+        self.dropped_of_256 = round(p * 256)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.dropped_of_256 == 0:
+            return x
+        if x.device.type != "cpu":
+            return nn.functional.dropout(x, self.p, training=True)
+        n = x.numel()
+        words = torch.randint(-2**31, 2**31, ((n + 3) // 4,), dtype=torch.int32)
+        keep = words.view(torch.uint8)[:n].view_as(x) >= self.dropped_of_256
+        return x * keep * (256 / (256 - self.dropped_of_256))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class MLP(nn.Sequential):
     """Dense layers with ReLU between them; no hidden layer makes it logistic regression."""
 
@@ -34,7 +64,7 @@ class MLP(nn.Sequential):
         for units in hidden:
             layers += [nn.Linear(width, units), nn.ReLU()]
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             width = units
         layers.append(nn.Linear(width, num_classes))
         super().__init__(*layers)

@@ -188,13 +188,22 @@ def test_minimize_ranks_the_lowest_values_first() -> None:
     assert report(study.ask(), [0.6]) == 1
 
 
-def test_mnist_mlp_keeps_the_best_five_at_each_epoch() -> None:
+def test_the_leaders_guard_starts_at_its_epoch() -> None:
+    study = optuna.create_study(direction="maximize", pruner=GuardedPruner(
+        optuna.pruners.NopPruner(), leaders=1, leaders_from=3, metric="val_accuracy"))
+    finish(study, [0.97, 0.98, 0.99])
+    # Far behind at epochs 1 and 2, which are not ranked; behind at epoch 3, which is.
+    assert report(study.ask(), [0.6, 0.7, 0.98]) == 3
+
+
+def test_mnist_mlp_keeps_the_best_five_from_epoch_three() -> None:
     study = new_study("asha")
-    assert study.pruner.leaders == STUDY.leaders == 5
+    assert (study.pruner.leaders, study.pruner.leaders_from) == (STUDY.leaders,
+                                                                 STUDY.leaders_from) == (5, 3)
     for value in (0.970, 0.971, 0.972, 0.973, 0.974):
-        finish(study, [value])
-    assert report(study.ask(), [0.9705]) is None  # fifth best now
-    assert report(study.ask(), [0.9702]) == 1
+        finish(study, [0.97, 0.975, value])
+    assert report(study.ask(), [0.97, 0.975, 0.9705]) is None  # fifth best now
+    assert report(study.ask(), [0.97, 0.975, 0.9702]) == 3
     assert "is not among the best 5 at that epoch (the last of them: 0.9705)" \
         in study.pruner.last_reason
 
@@ -204,3 +213,5 @@ def test_leaders_below_one_are_refused() -> None:
         GuardedPruner(optuna.pruners.NopPruner(), leaders=0)
     with pytest.raises(ValueError, match="leaders of study 'mnist-mlp' must be at least 1"):
         replace(STUDY, leaders=0)
+    with pytest.raises(ValueError, match="leaders_from of study 'mnist-mlp' must be at least 1"):
+        replace(STUDY, leaders_from=0)

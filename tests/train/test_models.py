@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from hpo.train.models import MLP, Standardize
+from hpo.train.models import MLP, Dropout, Standardize
 
 
 def test_no_hidden_layer_is_logistic_regression() -> None:
@@ -23,7 +23,7 @@ def test_hidden_layers_with_relu_and_dropout_only_when_asked() -> None:
     assert [layer.out_features for layer in model if isinstance(layer, nn.Linear)] == [
         256, 128, 10]
     dropped = MLP(784, [64], 10, dropout=0.3)
-    assert [type(layer) for layer in dropped] == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+    assert [type(layer) for layer in dropped] == [nn.Linear, nn.ReLU, Dropout, nn.Linear]
     assert dropped[2].p == 0.3
 
 
@@ -44,3 +44,46 @@ def test_standardization_is_part_of_the_model_and_its_checkpoint() -> None:
 @pytest.mark.parametrize("hidden", [[], [8], [8, 8, 4]])
 def test_logits_have_one_column_per_class(hidden: list[int]) -> None:
     assert MLP(784, hidden, 10)(torch.randn(3, 784)).shape == (3, 10)
+
+
+def test_dropout_drops_its_rate_and_keeps_the_expected_value() -> None:
+    """The rate is rounded to a multiple of 1/256: 0.1 drops 26/256 of the units."""
+    torch.manual_seed(0)
+    layer = Dropout(0.1)
+    x = torch.ones(400, 1000)
+    y = layer(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 26 / 256) < 0.003
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 256 / 230))
+    assert abs(y.mean().item() - 1.0) < 0.005
+    # Each unit has its own draw: no column or row is all kept or all dropped together.
+    assert 0 < (y[:, 0] == 0).sum() < 400 and 0 < (y[0] == 0).sum() < 1000
+
+
+def test_dropout_gradients_flow_through_the_kept_units_only() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(64, 300, requires_grad=True)
+    y = Dropout(0.5)(x)
+    y.sum().backward()
+    kept = y != 0
+    assert torch.equal(x.grad != 0, kept)
+    assert torch.allclose(x.grad[kept], torch.full_like(x.grad[kept], 2.0))
+
+
+def test_dropout_is_the_identity_in_eval_mode_and_reproducible_under_a_seed() -> None:
+    layer = Dropout(0.3)
+    x = torch.randn(32, 50)
+    assert torch.equal(layer.eval()(x), x)
+    layer.train()
+    torch.manual_seed(7)
+    first = layer(x)
+    torch.manual_seed(7)
+    assert torch.equal(layer(x), first)
+    assert not torch.equal(layer(x), first)  # a fresh mask each call
+    assert torch.equal(Dropout(0.001)(x), x)  # rounds to no dropout at all
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])
+def test_dropout_rates_outside_zero_to_one_are_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match=f"A dropout rate must be in \\[0, 1\\), not {rate}"):
+        Dropout(rate)

@@ -13,12 +13,12 @@ MNIST a trial sat at chance accuracy for all 10 epochs that way. Two guards need
 A third guard ranks, but more strictly than successive halving does late in a study:
 
 - **the leaders**: from epoch ``leaders_from`` on, once ``leaders`` other trials have reached
-  an epoch, a trial whose value at that epoch is not among
-  the best ``leaders`` values there is pruned. Successive halving
-  promotes the top third of a rung, and once TPE has settled on a good region nearly every new
-  trial is in the top third of the old ones, so late trials all train to the end: in one
-  mnist-mlp study 19 of 50 did, and the study took 22 minutes. studies/mnist_mlp.py gives the
-  figures, and why this ranking waits for the third epoch there.
+  an epoch, a trial whose value at that epoch is not among the best ``leaders`` values there
+  is pruned. Successive halving promotes the top third of a rung, and once TPE has settled on
+  a good region nearly every new trial is in the top third of the old ones, so late trials all
+  train to the end: in one mnist-mlp study 19 of 50 did, and the study took 22 minutes.
+  studies/mnist_mlp.py gives the figures, and why this ranking waits for the third epoch
+  there.
 
 Whatever passes the guards goes to the peer-ranking pruner (``inner``). The reason for each
 decision is kept, so the trial records why it was pruned.

@@ -38,7 +38,8 @@ class Dropout(nn.Module):
         if not 0 <= p < 1:
             raise ValueError(f"A dropout rate must be in [0, 1), not {p}.")
         self.p = p
-        self.dropped_of_256 = round(p * 256)
+        # At most 255 of 256: a rate just under 1 must still keep a few units.
+        self.dropped_of_256 = min(round(p * 256), 255)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.dropped_of_256 == 0:

@@ -81,6 +81,8 @@ def test_dropout_is_the_identity_in_eval_mode_and_reproducible_under_a_seed() ->
     assert torch.equal(layer(x), first)
     assert not torch.equal(layer(x), first)  # a fresh mask each call
     assert torch.equal(Dropout(0.001)(x), x)  # rounds to no dropout at all
+    nearly_all = Dropout(0.999)(torch.ones(100_000))  # rounds to 255 of 256, not 256
+    assert 0 < (nearly_all != 0).sum() < 1000 and nearly_all.max() == 256.0
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])

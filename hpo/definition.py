@@ -90,24 +90,27 @@ class StudyDefinition:
     epochs: int = 10
     trials: int = 50
     sampler: str = "tpe"
-    pruner: str = "hyperband"
+    pruner: str = "leaders"
     # Grid for --sampler grid: every searched parameter must have a list of values.
     grid: Mapping[str, Sequence[Any]] | None = None
     # Params enqueued once when the study is created, so it always shows a known result.
     # The baseline is never pruned, and its learning curve is a reference for the others.
     baseline: Mapping[str, Any] | None = None
-    # Pruning guards that work from the first trial (see hpo.search.pruning): a trial whose
-    # metric is worse than ``floor`` after any epoch, or more than ``baseline_margin`` behind
-    # the baseline's value at the same epoch, is pruned before the peer-ranking pruner is asked.
-    floor: float | None = None
+    # Pruning (hpo.search.pruning). The defaults are relative to the study, so they carry over
+    # to any number of epochs and any metric; the README's "Search defaults" says how they
+    # were chosen.
+    # - leaders: from leaders_from on (a fraction of the epochs, or an epoch), a trial not
+    #   among the best ``leaders`` (a share of the trials at its epoch, or a count) stops.
+    leaders: float | int | None = 1 / 3
+    leaders_from: float | int = 0.1
+    # - floor: "learned": from epoch 2, a trial worse than where the worst quarter of the
+    #   study's trials stood after one epoch stops; a number: worse than it after any epoch.
+    floor: float | str | None = "learned"
+    # - baseline_margin: a trial more than this behind the baseline's value at the same
+    #   epoch stops.
     baseline_margin: float | None = None
-    # A third guard, which does need peers: from epoch ``leaders_from`` on, once ``leaders``
-    # other trials have reached an epoch, a trial that is not among the best ``leaders`` values
-    # at that epoch is pruned.
-    leaders: int | None = None
-    leaders_from: int = 1
-    # Epochs a trial that passes the guards trains before the peer-ranking pruner first ranks
-    # it (its min_resource): the first epoch favours fast starters over good finishers.
+    # Epochs a trial that passes the rules trains before the pruner named in ``pruner``
+    # (asha, hyperband) first ranks it: its min_resource.
     min_epochs_before_ranking: int = 1
     # Study-specific launch options this definition accepts, with their defaults.
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -140,11 +143,19 @@ class StudyDefinition:
             missing = set(self.search_space) - set(self.grid)
             if missing:
                 raise ValueError(f"The grid of {where} lacks {sorted(missing)}.")
-        if self.leaders is not None and self.leaders < 1:
-            raise ValueError(f"leaders of {where} must be at least 1, not {self.leaders}.")
-        if self.leaders_from < 1:
-            raise ValueError(f"leaders_from of {where} must be at least 1, not "
-                             f"{self.leaders_from}.")
+        if self.leaders is not None and not _count_or_share(self.leaders):
+            raise ValueError(f"leaders of {where} must be a count of at least 1 or a share "
+                             f"between 0 and 1, not {self.leaders!r}.")
+        if self.pruner == "leaders" and self.leaders is None:
+            raise ValueError(f"The pruner 'leaders' of {where} needs leaders (a share or a "
+                             "count): set it, or choose another pruner.")
+        if not _count_or_share(self.leaders_from):
+            raise ValueError(f"leaders_from of {where} must be an epoch of at least 1 or a "
+                             f"fraction of the epochs between 0 and 1, not "
+                             f"{self.leaders_from!r}.")
+        if isinstance(self.floor, str) and self.floor != "learned":
+            raise ValueError(f"The floor of {where} must be a number or 'learned', not "
+                             f"{self.floor!r}.")
         if self.min_epochs_before_ranking < 1:
             raise ValueError(f"min_epochs_before_ranking of {where} must be at least 1, not "
                              f"{self.min_epochs_before_ranking}.")
@@ -169,6 +180,14 @@ class StudyDefinition:
         for values in self.grid.values():
             size *= len(values)
         return size
+
+
+def _count_or_share(value: object) -> bool:
+    """An int of at least 1, or a float strictly between 0 and 1 (bools are neither)."""
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 1) or (isinstance(value, float)
+                                                       and 0 < value < 1)
 
 
 def is_better(value: float, than: float, *, maximize: bool) -> bool:

@@ -22,10 +22,12 @@ def _tpe(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseS
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # multivariate+group model the conditional spaces; constant_liar keeps parallel
-        # workers from all sampling next to the same promising point.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          constant_liar=True, n_startup_trials=10)
+        # One density per parameter (multivariate=False): on LCBench's design tasks it beat
+        # the joint model, whose many dimensions the few finished trials of a pruned study
+        # cannot fill (docs/decisions/2026-12-02-search-defaults.md). constant_liar keeps
+        # parallel workers from all sampling next to the same promising point.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=False, constant_liar=True,
+                                          n_startup_trials=10)
 
 
 def _random(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -47,6 +49,10 @@ SAMPLERS: dict[str, Callable[[StudyDefinition, int | None], optuna.samplers.Base
 }
 
 
+def _leaders(min_epochs: int, epochs: int) -> None:
+    return None  # hpo's own rules only, nothing behind them
+
+
 def _hyperband(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
     import optuna
 
@@ -66,10 +72,11 @@ def _median(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 
-# The peer-ranking pruners, from (epochs before the first ranking, epochs per trial); "none"
-# never prunes, guards included.
-PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner] | None] = {
-    "hyperband": _hyperband, "asha": _asha, "median": _median, "none": None,
+# The pruners behind hpo's rules (hpo.search.pruning), from (epochs before the first
+# ranking, epochs per trial): "leaders" is the rules alone, "none" never prunes, rules
+# included.
+PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner | None] | None] = {
+    "leaders": _leaders, "asha": _asha, "hyperband": _hyperband, "median": _median, "none": None,
 }
 
 
@@ -82,8 +89,8 @@ def make_sampler(name: str, definition: StudyDefinition, *, seed: int | None
 
 def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
                 ) -> optuna.pruners.BasePruner:
-    """The named peer-ranking pruner behind the definition's floor, baseline and leaders
-    guards (hpo.search.pruning); "none" never prunes, guards included."""
+    """hpo's rules (floor, baseline, leaders: hpo.search.pruning) with the named Optuna pruner
+    behind them; "leaders" is the rules alone, "none" never prunes, rules included."""
     if name not in PRUNERS:
         raise HpoError(f"Unknown pruner {name!r}: use {', '.join(PRUNERS)}.")
     import optuna
@@ -94,7 +101,7 @@ def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
     if factory is None:
         return optuna.pruners.NopPruner()
     inner = factory(min(definition.min_epochs_before_ranking, epochs), epochs)
-    return GuardedPruner(inner, floor=definition.floor,
+    return GuardedPruner(inner, epochs=epochs, floor=definition.floor,
                          baseline_margin=definition.baseline_margin,
                          leaders=definition.leaders, leaders_from=definition.leaders_from,
                          metric=definition.metric_name)

@@ -18,12 +18,12 @@ DEFINITION = StudyDefinition(
     name="toy", summary="test", dataset="mnist", objective=lambda trial, run: 0.0,
     search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda params: None,
     grid={"x": [0.0, 0.5, 1.0]}, floor=0.3, baseline_margin=0.02, min_epochs_before_ranking=2,
-    metric_name="val_accuracy")
+    metric_name="val_accuracy", pruner="asha", leaders=None)
 
 
 def test_the_cli_offers_exactly_these_names() -> None:
     assert list(SAMPLERS) == ["tpe", "random", "grid"]
-    assert list(PRUNERS) == ["hyperband", "asha", "median", "none"]
+    assert list(PRUNERS) == ["leaders", "asha", "hyperband", "median", "none"]
 
 
 @pytest.mark.parametrize(("name", "kind"), [
@@ -55,6 +55,13 @@ def test_the_grid_sampler_walks_the_definition_s_grid() -> None:
 def test_grid_without_a_grid_is_refused() -> None:
     with pytest.raises(HpoError, match="^Study toy has no grid: use --sampler tpe or random.$"):
         make_sampler("grid", replace(DEFINITION, grid=None), seed=0)
+
+
+def test_leaders_is_hpo_s_rules_with_nothing_behind_them() -> None:
+    pruner = make_pruner("leaders", replace(DEFINITION, leaders=0.5, leaders_from=0.25),
+                         epochs=12)
+    assert isinstance(pruner, GuardedPruner) and pruner.inner is None
+    assert (pruner.leaders, pruner.leaders_from, pruner.floor) == (0.5, 3, 0.3)
 
 
 @pytest.mark.parametrize(("name", "kind"), [
@@ -105,7 +112,8 @@ def test_none_prunes_nothing_not_even_below_the_floor() -> None:
 
 @pytest.mark.parametrize(("make", "name", "message"), [
     (make_sampler, "bayes", "Unknown sampler 'bayes': use tpe, random, grid."),
-    (make_pruner, "patient", "Unknown pruner 'patient': use hyperband, asha, median, none."),
+    (make_pruner, "patient",
+     "Unknown pruner 'patient': use leaders, asha, hyperband, median, none."),
 ])
 def test_unknown_names_are_refused_in_one_sentence(make, name: str, message: str) -> None:
     kwargs = {"seed": 0} if make is make_sampler else {"epochs": 3}

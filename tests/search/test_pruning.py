@@ -208,10 +208,146 @@ def test_mnist_mlp_keeps_the_best_five_from_epoch_three() -> None:
         in study.pruner.last_reason
 
 
-def test_leaders_below_one_are_refused() -> None:
-    with pytest.raises(ValueError, match="leaders must be at least 1 but got 0"):
-        GuardedPruner(optuna.pruners.NopPruner(), leaders=0)
-    with pytest.raises(ValueError, match="leaders of study 'mnist-mlp' must be at least 1"):
-        replace(STUDY, leaders=0)
-    with pytest.raises(ValueError, match="leaders_from of study 'mnist-mlp' must be at least 1"):
-        replace(STUDY, leaders_from=0)
+@pytest.mark.parametrize("leaders", [0, 1.0, 1.5, -0.2, True])
+def test_leaders_that_are_neither_a_count_nor_a_share_are_refused(leaders: object) -> None:
+    with pytest.raises(ValueError, match="leaders must be a count of at least 1 or a share"):
+        GuardedPruner(optuna.pruners.NopPruner(), leaders=leaders)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="leaders of study 'mnist-mlp' must be a count of at "
+                                         "least 1 or a share between 0 and 1"):
+        replace(STUDY, leaders=leaders)
+
+
+@pytest.mark.parametrize("leaders_from", [0, 1.0, 2.5, -1])
+def test_leaders_from_that_is_neither_an_epoch_nor_a_fraction_is_refused(
+        leaders_from: object) -> None:
+    with pytest.raises(ValueError, match="leaders_from of study 'mnist-mlp' must be an epoch "
+                                         "of at least 1 or a fraction of the epochs"):
+        replace(STUDY, leaders_from=leaders_from)
+
+
+# -- the defaults a new StudyDefinition gets ---------------------------------------------------
+
+def plain_definition(**fields):
+    """A user's study with no pruning or sampler field set."""
+    from hpo.definition import Dataset, StudyDefinition
+
+    def unused(*args):
+        raise AssertionError
+
+    return StudyDefinition(name="mine", summary="", objective=unused, search_space={},
+                           build_model=unused, dataset=Dataset("d", unused, unused), **fields)
+
+
+def default_study(epochs: int, direction: str = "maximize", **fields) -> optuna.Study:
+    definition = plain_definition(direction=direction, epochs=epochs, **fields)
+    return optuna.create_study(direction=direction,
+                               pruner=make_pruner(definition.pruner, definition, epochs=epochs))
+
+
+def test_a_new_definition_ranks_from_a_tenth_of_its_epochs_against_a_third() -> None:
+    definition = plain_definition()
+    assert (definition.sampler, definition.pruner) == ("tpe", "leaders")
+    assert (definition.leaders, definition.leaders_from, definition.floor,
+            definition.baseline_margin) == (1 / 3, 0.1, "learned", None)
+    for epochs, first in ((10, 1), (52, 6), (200, 20)):
+        pruner = default_study(epochs).pruner
+        assert isinstance(pruner, GuardedPruner) and pruner.inner is None
+        assert pruner.leaders_from == first
+
+
+def test_with_one_peer_a_trial_behind_it_stops_and_a_tie_does_not() -> None:
+    study = default_study(10)
+    finish(study, [0.80, 0.85])
+    tie = study.ask()
+    assert report(tie, [0.80, 0.85]) is None  # level with the best: never pruned
+    study.tell(tie, 0.85)
+    behind = study.ask()
+    assert report(behind, [0.79]) == 1
+    assert study.pruner.last_reason == ("val_accuracy 0.7900 at epoch 1 is not among the best "
+                                        "third of the trials at that epoch (the last of them: "
+                                        "0.8000)")
+
+
+def test_a_third_of_many_peers_train_on() -> None:
+    study = default_study(10)
+    for value in (0.1, 0.2, 0.3, 0.4, 0.5):
+        finish_or_prune(study, [value])
+    # Five others: of the six, the best ceil(6 / 3) = 2 train on. 0.35 would be third.
+    assert report(study.ask(), [0.35]) == 1
+    assert study.pruner.last_reason.endswith("(the last of them: 0.4000)")
+    study = default_study(10)
+    for value in (0.1, 0.2, 0.3, 0.4, 0.5):
+        finish_or_prune(study, [value])
+    assert report(study.ask(), [0.45]) is None  # second of six
+
+
+def finish_or_prune(study: optuna.Study, curve: list[float]) -> None:
+    trial = study.ask()
+    state = optuna.trial.TrialState.PRUNED if report(trial, curve) else None
+    study.tell(trial, curve[-1] if state is None else None, state=state)
+
+
+def test_crossing_curves_a_slow_starter_is_not_ranked_before_a_tenth_of_the_epochs() -> None:
+    """52 epochs: ranking starts at epoch 6. A slow starter far behind at epochs 1-5 that
+    overtakes the leader by epoch 6 trains on, and ends the best."""
+    study = default_study(52)
+    fast = [0.70 + 0.002 * e for e in range(52)]
+    finish(study, fast)
+    slow = [0.30 + 0.1 * e for e in range(6)] + [0.80 + 0.002 * e for e in range(46)]
+    trial = study.ask()
+    assert report(trial, slow) is None
+    study.tell(trial, slow[-1])
+    assert study.best_value == slow[-1]
+    # The same slow start, if it never catches up, stops at epoch 6.
+    assert report(study.ask(), [0.30 + 0.05 * e for e in range(52)]) == 6
+
+
+def test_minimize_keeps_the_lowest_third() -> None:
+    study = default_study(10, direction="minimize")
+    finish(study, [0.50, 0.40])
+    finish_or_prune(study, [0.55])
+    assert study.trials[-1].state == optuna.trial.TrialState.PRUNED  # above the one peer
+    # Of three at epoch 1, ceil(3 / 3) = 1 trains on: 0.52 is second, 0.45 the lowest.
+    finish_or_prune(study, [0.52])
+    assert study.trials[-1].state == optuna.trial.TrialState.PRUNED
+    assert report(study.ask(), [0.45, 0.39]) is None
+
+
+def learned_floor_study(direction: str = "maximize") -> optuna.Study:
+    """The learned floor alone."""
+    return optuna.create_study(direction=direction, pruner=GuardedPruner(
+        None, epochs=10, floor="learned", metric="val_accuracy"))
+
+
+def test_the_learned_floor_is_where_the_worst_quarter_stood_after_one_epoch() -> None:
+    study = learned_floor_study()
+    for first in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.96, 0.97):
+        finish_or_prune(study, [first, first + 0.01])
+    # Eight others: two of them (a quarter) started below 0.7, the floor. Epoch 1 is never
+    # held against it: a trial at chance after one epoch may still learn.
+    assert report(study.ask(), [0.1, 0.69]) == 2
+    assert study.pruner.last_reason == ("val_accuracy 0.6900 at epoch 2 is below 0.7000, "
+                                        "where the worst quarter of the study's trials stood "
+                                        "after one epoch")
+
+
+def test_the_learned_floor_waits_for_three_other_trials_and_turns_for_minimize() -> None:
+    study = learned_floor_study("minimize")
+    for first in (2.0, 1.0):
+        finish_or_prune(study, [first, first])
+    finish(study, [9.0, 9.0])  # two others only: nothing to learn from yet
+    # Others' first epochs now 9.0, 2.0 and 1.0, worst first: the ceiling is the worst, 9.0.
+    assert report(study.ask(), [1.0, 9.5]) == 2
+    assert "is above 9.0000, where the worst quarter" in study.pruner.last_reason
+    study = learned_floor_study("minimize")
+    for first in (4.0, 3.0, 2.0, 1.0):
+        finish_or_prune(study, [first, first])
+    # Four others, worst first 4, 3, 2, 1: the ceiling is 3.0.
+    assert report(study.ask(), [1.0, 3.1]) == 2
+    assert report(study.ask(), [5.0, 2.9]) is None
+
+
+def test_a_pruner_that_needs_leaders_refuses_none() -> None:
+    with pytest.raises(ValueError, match="The pruner 'leaders' of study 'mine' needs leaders"):
+        plain_definition(leaders=None)
+    assert plain_definition(leaders=None, pruner="asha").leaders is None

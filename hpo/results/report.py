@@ -101,6 +101,14 @@ def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
     return written, summary
 
 
+def _when_found(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    found = results.best_found(study, trials)
+    if found is None:
+        return []
+    return [f"Found {found.minutes_in:.1f} minutes into the study, after "
+            f"{found.compute_share:.0%} of its compute.", ""]
+
+
 def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> str:
     attrs = study.user_attrs
     metric = records.metric_name(study)
@@ -123,6 +131,7 @@ def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> 
         "",
         f"Trial {best.number}: {metric} **{best.value:.4f}**",
         "",
+        *_when_found(study, trials),
         "| param | value |",
         "|---|---|",
         *[f"| {name} | {value} |" for name, value in best.params.items()],

@@ -89,6 +89,36 @@ def best_trial(study: Study) -> FrozenTrial:
 
 
 @dataclass(frozen=True)
+class BestFound:
+    """When the study's best trial completed: how far into the study, in time and compute."""
+
+    trial: int
+    minutes_in: float  # from the start of the study's first trial
+    compute_share: float  # of the trial-seconds the study has spent, those spent by then
+
+    def describe(self) -> str:
+        return (f"trial {self.trial}, found {self.minutes_in:.1f} minutes in, after "
+                f"{self.compute_share:.0%} of the study's compute")
+
+
+def best_found(study: Study, trials: Sequence[FrozenTrial] | None = None) -> BestFound | None:
+    """When the best trial was found; None before any trial has completed. Compute is counted
+    in trial-seconds, summed over the workers, of the trials that have ended."""
+    chosen = trials if trials is not None else study.get_trials(deepcopy=False)
+    best = best_trial_or_none(study, chosen)
+    if best is None or best.datetime_complete is None:
+        return None
+    found = best.datetime_complete
+    spans = [(t.datetime_start, t.datetime_complete) for t in chosen
+             if t.datetime_start is not None and t.datetime_complete is not None]
+    start = min(begin for begin, _ in spans)
+    total = sum((end - begin).total_seconds() for begin, end in spans)
+    before = sum(max(0.0, (min(end, found) - begin).total_seconds()) for begin, end in spans)
+    return BestFound(best.number, (found - start).total_seconds() / 60,
+                     before / total if total > 0 else 1.0)
+
+
+@dataclass(frozen=True)
 class WastedEpochs:
     """Epochs spent on trials that ended below the baseline: what pruning could still save."""
 

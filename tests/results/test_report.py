@@ -3,6 +3,7 @@ says what pruning saved."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -36,6 +37,8 @@ def test_report_writes_real_images_and_a_summary(finished_study, tmp_path: Path)
     for name in names:
         assert f"({name}.png)" in summary
     assert "## Best trial" in summary and "| complete |" in summary
+    assert re.search(r"Found \d+\.\d minutes into the study, after \d+% of its compute\.",
+                     summary)
     assert "pruning saved" in summary and "trial-hours" in summary
     # The baseline (enqueued first) completed, so the summary measures epochs against it.
     assert "Wasted epochs: " in summary and "ended below the baseline's" in summary

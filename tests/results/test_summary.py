@@ -126,3 +126,32 @@ def test_the_json_export_holds_curves_and_writes_nan_as_null() -> None:
     assert [t["number"] for t in trials] == [0, 1, 2, 3, 4]
     assert trials[0]["intermediate_values"] == {"1": 0.7}
     assert trials[1]["intermediate_values"] == {"1": None}  # NaN is not JSON
+
+
+def test_best_found_gives_the_trial_the_minutes_and_the_share_of_compute() -> None:
+    from datetime import datetime, timedelta
+
+    from hpo.results.summary import best_found
+
+    study = optuna.create_study(direction="minimize")
+    t0 = datetime(2026, 1, 1, 12, 0, 0)
+
+    def add(start_min: float, end_min: float, value: float | None, state: TrialState) -> None:
+        trial = create_trial(state=state, value=value, params={},
+                             distributions={})
+        trial.datetime_start = t0 + timedelta(minutes=start_min)
+        trial.datetime_complete = t0 + timedelta(minutes=end_min)
+        study.add_trial(trial)
+
+    assert best_found(study) is None
+    # Two workers. The best (lowest) value completes at minute 6; by then the trials had
+    # spent 4 + 6 + 2 = 12 trial-minutes of the 4 + 8 + 2 + 4 = 18 they spend in all.
+    add(0, 4, 0.5, TrialState.COMPLETE)
+    add(0, 8, None, TrialState.PRUNED)
+    add(4, 6, 0.2, TrialState.COMPLETE)
+    add(6, 10, 0.3, TrialState.COMPLETE)
+    found = best_found(study)
+    assert found is not None
+    assert (found.trial, found.minutes_in) == (2, 6.0)
+    assert found.compute_share == pytest.approx(12 / 18)
+    assert found.describe() == "trial 2, found 6.0 minutes in, after 67% of the study's compute"

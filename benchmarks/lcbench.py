@@ -128,6 +128,21 @@ ARMS: dict[str, Arm] = {
 DEFAULT_ARMS = tuple(ARMS)
 
 
+def variant(name: str) -> Arm:
+    """An hpo variant from its name: ``hpo[field=value,...]`` is hpo-default with those
+    StudyDefinition fields changed, e.g. ``hpo[leaders_from=11]`` or
+    ``hpo[pruner='asha',min_epochs_before_ranking=5]`` (values as Python literals)."""
+    import ast
+
+    if not (name.startswith("hpo[") and name.endswith("]")):
+        raise ValueError(name)
+    call = ast.parse(f"f({name[4:-1]})", mode="eval").body
+    assert isinstance(call, ast.Call)
+    fields = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+    definition(**fields)  # refuses a field or value a definition would refuse
+    return Arm(name, "hpo", hpo_arm(**fields))
+
+
 def with_patience(arm: Arm, patience: int) -> Arm:
     """``arm`` with ``--patience``: no trial starts once that many finished in a row without
     a new best (the running ones train on)."""
@@ -330,39 +345,32 @@ def score(rows: Sequence[Mapping[str, Any]], sources: Mapping[str, str],
                 "mean_trials": statistics.fmean(r["trials"] for r in mine),
             }
     optuna_arms = [a for a in arms if sources.get(a) == "optuna"]
-    summary: dict[str, Any] = {"tasks": len(tasks), "reference": reference}
-    if reference in arms and optuna_arms:
-        no_worse, test_no_worse = 0, 0
+    best_optuna = {task: min(optuna_arms, key=lambda a: per_task[task][a]["mean_regret"])
+                   for task in tasks} if optuna_arms else {}
+
+    def against_optuna(ours: str) -> dict[str, Any]:
+        """How ``ours`` fares against the best Optuna arm of each task."""
+        no_worse = test_no_worse = 0
         speedups: list[float] = []
         strict: list[float] = []
-        best_optuna: dict[int, str] = {}
-        for task in tasks:
-            arm = min(optuna_arms, key=lambda a: per_task[task][a]["mean_regret"])
-            best_optuna[task] = arm
-            ours, theirs = per_task[task][reference], per_task[task][arm]
-            no_worse += ours["mean_regret"] <= theirs["mean_regret"] + TOLERANCE
-            test_no_worse += ours["mean_test"] >= theirs["mean_test"] - TOLERANCE
+        for task, arm in best_optuna.items():
+            mine, theirs = per_task[task][ours], per_task[task][arm]
+            no_worse += mine["mean_regret"] <= theirs["mean_regret"] + TOLERANCE
+            test_no_worse += mine["mean_test"] >= theirs["mean_test"] - TOLERANCE
             for s in seeds:
-                other, mine = by.get((task, s, arm)), by.get((task, s, reference))
-                if other is None or mine is None or other["final_val"] is None:
+                other, row = by.get((task, s, arm)), by.get((task, s, ours))
+                if other is None or row is None or other["final_val"] is None:
                     continue
-                reached = time_to_reach(mine, other["final_val"])
+                reached = time_to_reach(row, other["final_val"])
                 # Against the best Optuna arm's simulated time (its whole run), and, stricter,
                 # against the moment it found its final incumbent.
                 speedups.append(other["horizon"] / reached if reached > 0 else math.inf)
                 strict.append(other["final_time"] / reached if reached > 0 else math.inf)
-        summary.update({
-            "tasks_no_worse": no_worse, "tasks_test_no_worse": test_no_worse,
-            "speedup_median": statistics.median(speedups) if speedups else None,
-            "speedup_to_found_median": statistics.median(strict) if strict else None,
-            "best_optuna_arm": {str(t): a for t, a in best_optuna.items()},
-        })
-    if reference in arms:
-        ours = statistics.median(regret(r) for r in rows if r["arm"] == reference)
-        summary["ahead_of_peers"] = {
-            arm: ours < statistics.median(regret(r) for r in rows if r["arm"] == arm)
-            for arm in arms if sources.get(arm) == "peer"}
-    arm_summary = {}
+        return {"tasks_no_worse": no_worse, "tasks_test_no_worse": test_no_worse,
+                "speedup_median": statistics.median(speedups) if speedups else None,
+                "speedup_to_found_median": statistics.median(strict) if strict else None}
+
+    arm_summary: dict[str, dict[str, Any]] = {}
     for arm in arms:
         mine = [r for r in rows if r["arm"] == arm]
         arm_summary[arm] = {
@@ -377,6 +385,18 @@ def score(rows: Sequence[Mapping[str, Any]], sources: Mapping[str, str],
             "search_ms_per_trial": 1000 * sum(r["search_seconds"] for r in mine)
             / max(1, sum(r["trials"] for r in mine)),
         }
+        if arm_summary[arm]["source"] == "hpo" and best_optuna:
+            arm_summary[arm].update(against_optuna(arm))
+    summary: dict[str, Any] = {"tasks": len(tasks), "reference": reference}
+    if reference in arms:
+        summary.update({key: arm_summary[reference][key] for key in (
+            "tasks_no_worse", "tasks_test_no_worse", "speedup_median",
+            "speedup_to_found_median") if key in arm_summary[reference]})
+        summary["best_optuna_arm"] = {str(t): a for t, a in best_optuna.items()}
+        ours = arm_summary[reference]["median_final_regret"]
+        summary["ahead_of_peers"] = {
+            arm: ours < arm_summary[arm]["median_final_regret"]
+            for arm in arms if sources.get(arm) == "peer"}
     return {"summary": summary, "arms": arm_summary,
             "tasks": {str(t): v for t, v in per_task.items()}, "best": best}
 
@@ -445,6 +465,20 @@ def parse_ints(text: str) -> list[int]:
     return out
 
 
+def split_arms(text: str) -> list[str]:
+    """Arm names separated by ';', or by ',' outside brackets."""
+    names, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == ";" or (char == "," and depth == 0):
+            names.append(current)
+            current = ""
+        else:
+            current += char
+    names.append(current)
+    return [name.strip() for name in names if name.strip()]
+
+
 def parse_tasks(text: str) -> list[int]:
     if text == "design":
         return list(sim.DESIGN_TASKS)
@@ -462,7 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=sim.BUDGET_TRAININGS,
                         help="median full trainings per task, summed over the workers")
     parser.add_argument("--arms", default=",".join(DEFAULT_ARMS),
-                        help=f"in-process arms (known: {', '.join(ARMS)})")
+                        help=f"in-process arms, separated by ';' or ',' (known: "
+                        f"{', '.join(ARMS)}; and hpo variants such as "
+                        "'hpo[leaders_from=11,floor=None]')")
     parser.add_argument("--peers", default="syne-asha,syne-bohb,dehb",
                         help="outside peers (benchmarks/lcbench_peer.py), comma-separated, or "
                         "none; each runs in an isolated environment that uv builds")
@@ -480,7 +516,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tasks, seeds = parse_tasks(args.tasks), parse_ints(args.seeds)
-    arms = [a for a in args.arms.split(",") if a]
+    arms = split_arms(args.arms)
+    for name in arms:
+        if name not in ARMS and name.startswith("hpo["):
+            try:
+                ARMS[name] = variant(name)
+            except (ValueError, SyntaxError) as error:
+                parser.error(f"cannot read the arm {name}: {error}")
     for patience in parse_ints(args.patience):
         arm = with_patience(ARMS["hpo-default"], patience)
         ARMS[arm.name] = arm
@@ -536,12 +578,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def print_table(result: Mapping[str, Any]) -> None:
     summary, arms = result["summary"], result["arms"]
-    print(f"{'arm':<28} {'source':<7} {'median regret':>13} {'mean regret':>11} "
-          f"{'trials':>7} {'complete':>8} {'ms/trial':>8}")
+    width = max(28, *(len(name) for name in arms))
+    print(f"{'arm':<{width}} {'source':<7} {'median regret':>13} {'mean regret':>11} "
+          f"{'trials':>7} {'complete':>8} {'ms/trial':>8} {'no worse':>8} {'speed-up':>8}")
     for name, arm in arms.items():
-        print(f"{name:<28} {arm['source']:<7} {arm['median_final_regret']:>13.3f} "
+        no_worse = f"{arm['tasks_no_worse']}/{summary['tasks']}" \
+            if "tasks_no_worse" in arm else "-"
+        speedup = f"{arm['speedup_median']:.2f}x" if arm.get("speedup_median") else "-"
+        print(f"{name:<{width}} {arm['source']:<7} {arm['median_final_regret']:>13.3f} "
               f"{arm['mean_final_regret']:>11.3f} {arm['median_trials']:>7.0f} "
-              f"{arm['median_completed']:>8.0f} {arm['search_ms_per_trial']:>8.2f}")
+              f"{arm['median_completed']:>8.0f} {arm['search_ms_per_trial']:>8.2f} "
+              f"{no_worse:>8} {speedup:>8}")
     if "tasks_no_worse" in summary:
         print(f"hpo-default no worse than the best Optuna arm on {summary['tasks_no_worse']} of "
               f"{summary['tasks']} tasks (test metric: {summary['tasks_test_no_worse']}); "

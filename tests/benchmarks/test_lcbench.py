@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,50 @@ def test_the_budget_cuts_off_what_is_still_training() -> None:
     assert trace.completions == [] and trace.final is None
     # a trains 40 epochs; b is stopped after 1, and worker 1 then has nothing left to run.
     assert trace.epochs == 41 and trace.stopped == 1
+
+
+@needs_surrogate
+def test_a_small_run_end_to_end_gives_the_same_result_for_the_same_seed(tmp_path: Path) -> None:
+    """hpo's default and two Optuna arms on one design task, a budget of 4 full trainings."""
+    pytest.importorskip("onnxruntime")
+    from benchmarks import lcbench
+
+    def run(name: str) -> dict:
+        out = tmp_path / name
+        assert lcbench.main(["--tasks", "7593", "--seeds", "1-2", "--budget", "4",
+                             "--arms", "hpo-default,optuna-tpe,optuna-tpe-median",
+                             "--peers", "none", "--jobs", "1", "--data", str(FOLDER),
+                             "--json", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    first, second = run("a.json"), run("b.json")
+
+    def results(payload: dict) -> list:
+        # Everything but the real seconds the run took.
+        return [{k: v for k, v in row.items() if k not in ("seconds", "search_seconds")}
+                for row in payload["rows"]]
+
+    assert results(first) == results(second)
+    assert first["arms"]["hpo-default"]["source"] == "hpo"
+    assert first["arms"]["optuna-tpe"]["source"] == "optuna"
+    summary = first["summary"]
+    assert summary["tasks"] == 1 and summary["tasks_no_worse"] in (0, 1)
+    assert summary["speedup_median"] is not None
+    for arm in first["arms"].values():
+        assert arm["median_final_regret"] >= 0
+    # Every trial either completed, was stopped, or was cut off by the budget.
+    for row in first["rows"]:
+        assert row["completed"] + row["stopped"] <= row["trials"] <= row["completed"] \
+            + row["stopped"] + 4
+        assert row["compute"] <= row["budget"] + 1e-6
+
+
+def test_hpo_variants_are_read_from_their_names() -> None:
+    from benchmarks import lcbench
+
+    assert lcbench.split_arms("hpo-default,hpo[leaders=0.25,floor=None];optuna-tpe") == [
+        "hpo-default", "hpo[leaders=0.25,floor=None]", "optuna-tpe"]
+    arm = lcbench.variant("hpo[leaders=0.25,floor=None]")
+    assert arm.source == "hpo"
+    with pytest.raises(ValueError, match="leaders of study 'lcbench' must be a count"):
+        lcbench.variant("hpo[leaders=2.5]")

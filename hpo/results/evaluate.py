@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from hpo import data, registry
 from hpo.definition import StudyDefinition
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.spec import LaunchSpec
 from hpo.storage import records
 from hpo.storage.records import EPOCHS_RUN_ATTR, TEST_ATTR
@@ -97,10 +97,9 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
         try:
             model.load_state_dict(state)
         except RuntimeError as error:  # a checkpoint of another network (storage is shared)
-            first = str(error).strip().splitlines()[0]
             raise HpoError(f"The checkpoint of trial {trial.number} does not fit the network of "
-                           f"its params ({first[:120]}): delete it, or pass --retrain to train "
-                           "that trial's params again.") from None
+                           f"its params ({first_line(error, limit=120)}): delete it, or pass "
+                           "--retrain to train that trial's params again.") from None
         source = "checkpoint"
     x, y = data.load_test(dataset, data_dir, device=device, options=spec.options)
     transform = None

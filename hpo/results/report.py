@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.results import summary as results
 from hpo.storage import records
 
@@ -93,8 +93,7 @@ def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
             written.append(path)
         except (ValueError, RuntimeError, ZeroDivisionError) as error:
             # e.g. importances need two or more completed trials with varying params
-            skipped[name] = str(error).strip().splitlines()[0] if str(error).strip() else \
-                type(error).__name__
+            skipped[name] = first_line(error)
             plt.close("all")
     summary = output / "summary.md"
     summary.write_text(_summary(study, written, skipped))

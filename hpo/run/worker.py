@@ -28,6 +28,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpo import _optuna, registry
+from hpo.errors import first_line
 from hpo.run.budget import Budget
 from hpo.run.devices import WorkerSlot
 from hpo.run.stale import fail_stale_trials
@@ -131,12 +132,6 @@ def counted_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
         retries = sum(RetryHeartbeatStaleTrialCallback.retried_trial_number(t) is not None
                       for t in trials)
     return finished - retries
-
-
-def describe_error(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    message = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-    return message[:500]
 
 
 class Worker:
@@ -283,7 +278,7 @@ class Worker:
             interrupted = True
             reason = "interrupted: the worker was asked to stop"
         except Exception as error:  # anything inside a trial fails only that trial
-            reason = describe_error(error)
+            reason = first_line(error, typed=True, limit=500)
             if _is_out_of_memory(error):
                 reason = "CUDA out of memory: " + reason
         finally:
@@ -352,7 +347,7 @@ class Worker:
             self.checkpoints.offer(trial, run.checkpoint_model, value)
         except Exception as error:  # a full disk must not cost the trial its result
             log.warning("%s: could not save the checkpoint of trial %d: %s", self.label,
-                        trial.number, describe_error(error))
+                        trial.number, first_line(error, typed=True, limit=500))
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

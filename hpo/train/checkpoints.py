@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from hpo import _optuna
 from hpo.definition import is_better
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.storage.records import metric_name
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,7 @@ def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | 
                 # torch's own message is a page of advice with terminal escapes in it.
                 reason = "it holds pickled objects other than tensors, which could run code"
             else:
-                text = str(error).strip()
-                reason = (text.splitlines()[0] if text else type(error).__name__)[:120]
+                reason = first_line(error, limit=120)
             raise HpoError(
                 f"The checkpoint of trial {trial_number} "
                 f"({Path(artifact_dir) / meta['artifact_id']}) is not a plain weights file "

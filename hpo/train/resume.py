@@ -33,6 +33,8 @@ import optuna
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+from hpo.errors import first_line
+
 log = logging.getLogger(__name__)
 
 FORMAT = "hpo-resume/1"
@@ -91,7 +93,7 @@ class ResumePoint:
             if not self._save_failed:
                 self._save_failed = True
                 log.warning("Could not write the resume point %s (%s): a retry of trial %s "
-                            "would train from scratch.", self.path, _first_line(error),
+                            "would train from scratch.", self.path, first_line(error, limit=200),
                             self.identity.get("trial"))
 
     def load(self) -> dict[str, Any] | None:
@@ -104,7 +106,7 @@ class ResumePoint:
         try:
             point = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - garbage, truncated, or not weights only
-            self.ignore(f"it cannot be read ({_first_line(error)})")
+            self.ignore(f"it cannot be read ({first_line(error, limit=200)})")
             return None
         problem = self._mismatch(point)
         if problem:
@@ -134,6 +136,3 @@ class ResumePoint:
         return None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:200]

@@ -31,8 +31,8 @@ def svhn_trial(device: str, epochs: int, subset: float) -> None:
 
     from hpo.run import launch
     from hpo.run.budget import LocalBudget
-    from hpo.run.devices import WorkerSlot
     from hpo.run.worker import Worker
+    from hpo.spec import WorkerSlot
     from hpo.train import backbones
     from tests.helpers import make_spec
 

@@ -26,8 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo import settings
+from hpo.definition import PRUNER_NAMES, SAMPLER_NAMES
 from hpo.errors import HpoError
-from hpo.search.algorithms import PRUNERS, SAMPLERS
 from hpo.spec import MAX_SEED
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_TRIALS = 1_000_000
 MAX_EPOCHS = 100_000
 
-Sampler = Enum("Sampler", {name: name for name in SAMPLERS}, type=str)  # type: ignore[misc]
-Pruner = Enum("Pruner", {name: name for name in PRUNERS}, type=str)  # type: ignore[misc]
+Sampler = Enum("Sampler", {name: name for name in SAMPLER_NAMES}, type=str)  # type: ignore[misc]
+Pruner = Enum("Pruner", {name: name for name in PRUNER_NAMES}, type=str)  # type: ignore[misc]
 
 
 class ExportFormat(StrEnum):

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hpo.definition import StudyDefinition
-from hpo.run.devices import WorkerSlot
+from hpo.definition import PrunerName, SamplerName, StudyDefinition
 
 # The fields stored on the study, shared by every worker on every machine.
 RECORDED = ("study", "definition", "sampler", "pruner", "epochs", "seed", "synthetic",
@@ -26,12 +25,29 @@ MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
+class WorkerSlot:
+    """One worker process of this machine: its device and CPU threads (hpo.run.devices plans
+    them)."""
+
+    index: int
+    device: str  # "cpu", or "cuda:N" with N counted among the GPUs hpo sees
+    cuda_visible_devices: str  # the child's CUDA_VISIBLE_DEVICES: "" hides every GPU
+    threads: int
+
+    @property
+    def label(self) -> str:
+        if self.device == "cpu":
+            return f"worker {self.index} (cpu)"
+        return f"worker {self.index} ({self.device}, GPU {self.cuda_visible_devices})"
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     # -- recorded on the study ------------------------------------------------------------
     study: str  # the study reference: an installed name, an absolute file path or a module
     definition: str  # the definition's name, which a stored study must match
-    sampler: str
-    pruner: str
+    sampler: SamplerName
+    pruner: PrunerName
     epochs: int
     seed: int
     synthetic: bool

@@ -41,8 +41,7 @@ def copy_of_mnist(source: Path, target: Path) -> Path:
 def make_spec(storage_url: str, study: str = "mnist-mlp", **overrides: Any):
     """A LaunchSpec with small, fast settings; override any field."""
     from hpo import registry
-    from hpo.run.devices import WorkerSlot
-    from hpo.spec import LaunchSpec
+    from hpo.spec import LaunchSpec, WorkerSlot
 
     definition = registry.resolve(study).definition
     fields: dict[str, Any] = dict(

@@ -234,8 +234,8 @@ def test_progress_panel_shows_a_nasty_study_name_literally() -> None:
 
     from rich.console import Console
 
-    from hpo.run.devices import WorkerSlot
     from hpo.run.progress import LaunchProgress
+    from hpo.spec import WorkerSlot
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=200, color_system=None)

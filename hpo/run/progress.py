@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.definition import is_better
-from hpo.run.devices import WorkerSlot
+from hpo.spec import WorkerSlot
 
 
 @dataclass

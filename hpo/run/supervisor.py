@@ -33,11 +33,10 @@ from optuna.trial import TrialState
 from hpo import _optuna
 from hpo.errors import HpoError
 from hpo.run.budget import SharedBudget, SharedState
-from hpo.run.devices import WorkerSlot
 from hpo.run.progress import LaunchProgress
 from hpo.run.stale import fail_and_retry, fail_stale_trials, settle_running_trials
 from hpo.run.worker import StopRequest, Worker
-from hpo.spec import LaunchSpec
+from hpo.spec import LaunchSpec, WorkerSlot
 from hpo.storage.database import DatabaseUnreachable, ResilientStorage, is_connection_error
 from hpo.storage.records import LOST_REASON
 

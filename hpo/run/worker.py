@@ -30,10 +30,9 @@ from optuna.trial import TrialState
 from hpo import _optuna, registry
 from hpo.errors import first_line
 from hpo.run.budget import Budget
-from hpo.run.devices import WorkerSlot
 from hpo.run.stale import fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
-from hpo.spec import LaunchSpec
+from hpo.spec import LaunchSpec, WorkerSlot
 from hpo.storage.database import (
     DatabaseUnreachable,
     ResilientStorage,

@@ -1,4 +1,5 @@
-"""Samplers and pruners by the names studies and the CLI use; the one list of those names."""
+"""Samplers and pruners, built from the names a definition and the command line use
+(hpo.definition.SamplerName and PrunerName)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from hpo.errors import HpoError
 if TYPE_CHECKING:
     import optuna
 
-    from hpo.definition import StudyDefinition
+    from hpo.definition import PrunerName, SamplerName, StudyDefinition
 
-# optuna is imported inside the factories: the CLI reads the names below at start-up, and the
-# read-only commands never need optuna.
+# optuna is imported inside the factories, so importing this module costs nothing.
 
 
 def _tpe(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -42,7 +42,8 @@ def _grid(definition: StudyDefinition, seed: int | None) -> optuna.samplers.Base
     return optuna.samplers.GridSampler(dict(definition.grid), seed=seed)
 
 
-SAMPLERS: dict[str, Callable[[StudyDefinition, int | None], optuna.samplers.BaseSampler]] = {
+SAMPLERS: dict[SamplerName, Callable[[StudyDefinition, int | None],
+                                    optuna.samplers.BaseSampler]] = {
     "tpe": _tpe, "random": _random, "grid": _grid,
 }
 
@@ -68,19 +69,19 @@ def _median(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
 
 # The peer-ranking pruners, from (epochs before the first ranking, epochs per trial); "none"
 # never prunes, guards included.
-PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner] | None] = {
+PRUNERS: dict[PrunerName, Callable[[int, int], optuna.pruners.BasePruner] | None] = {
     "hyperband": _hyperband, "asha": _asha, "median": _median, "none": None,
 }
 
 
-def make_sampler(name: str, definition: StudyDefinition, *, seed: int | None
+def make_sampler(name: SamplerName, definition: StudyDefinition, *, seed: int | None
                  ) -> optuna.samplers.BaseSampler:
     if name not in SAMPLERS:
         raise HpoError(f"Unknown sampler {name!r}: use {', '.join(SAMPLERS)}.")
     return SAMPLERS[name](definition, seed)
 
 
-def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
+def make_pruner(name: PrunerName, definition: StudyDefinition, *, epochs: int
                 ) -> optuna.pruners.BasePruner:
     """The named peer-ranking pruner behind the definition's floor, baseline and leaders
     guards (hpo.search.pruning); "none" never prunes, guards included."""

@@ -38,8 +38,8 @@ def test_trials_lists_filters_and_ranks(finished_study) -> None:
 
 
 def test_wasted_epochs_count_trials_that_end_below_the_baseline() -> None:
-    from hpo.definition import BASELINE_ATTR
     from hpo.results.summary import wasted_epochs
+    from hpo.storage.attributes import BASELINE_ATTR
 
     study = optuna.create_study(direction="maximize")
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from hpo.definition import StudyDefinition
+from hpo.definition import PRUNER_NAMES, SAMPLER_NAMES, StudyDefinition
 from hpo.errors import HpoError
 from hpo.search.algorithms import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from hpo.search.pruning import GuardedPruner
@@ -21,9 +21,9 @@ DEFINITION = StudyDefinition(
     metric_name="val_accuracy")
 
 
-def test_the_cli_offers_exactly_these_names() -> None:
-    assert list(SAMPLERS) == ["tpe", "random", "grid"]
-    assert list(PRUNERS) == ["hyperband", "asha", "median", "none"]
+def test_every_name_a_definition_may_give_has_a_factory_and_no_other() -> None:
+    assert list(SAMPLERS) == list(SAMPLER_NAMES) == ["tpe", "random", "grid"]
+    assert list(PRUNERS) == list(PRUNER_NAMES) == ["hyperband", "asha", "median", "none"]
 
 
 @pytest.mark.parametrize(("name", "kind"), [

@@ -7,9 +7,9 @@ from dataclasses import replace
 import optuna
 import pytest
 
-from hpo.definition import BASELINE_ATTR
 from hpo.search.algorithms import make_pruner
 from hpo.search.pruning import GuardedPruner
+from hpo.storage.attributes import BASELINE_ATTR
 from studies.mnist_mlp import STUDY
 
 EPOCHS = 15

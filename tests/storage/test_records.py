@@ -10,7 +10,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpo import __version__
-from hpo.definition import BASELINE_ATTR, StudyDefinition
+from hpo.definition import StudyDefinition
+from hpo.storage.attributes import BASELINE_ATTR
 from hpo.errors import HpoError
 from hpo.storage import records
 from hpo.storage.database import ResilientStorage, open_storage

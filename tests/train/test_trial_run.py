@@ -11,7 +11,8 @@ import pytest
 import torch
 from optuna.distributions import FloatDistribution
 
-from hpo.definition import BASELINE_ATTR, StudyDefinition
+from hpo.definition import StudyDefinition
+from hpo.storage.attributes import BASELINE_ATTR
 from hpo.train.models import MLP
 from hpo.train.trial_run import TrialRun, trial_seed
 from tests.helpers import make_spec

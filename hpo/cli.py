@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import optuna
 
     from hpo.spec import LaunchSpec
-    from hpo.storage.database import ResilientStorage
+    from hpo.storage.retry import ResilientStorage
 
 app = typer.Typer(
     name="hpo",
@@ -133,7 +133,7 @@ def _setup_logging(level: int = logging.INFO) -> None:
 
 
 def _open(storage: str) -> ResilientStorage:
-    from hpo.storage.database import open_storage
+    from hpo.storage.engine import open_storage
 
     return open_storage(storage, must_exist=True)
 

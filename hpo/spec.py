@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hpo import settings
 from hpo.definition import PrunerName, SamplerName, StudyDefinition
 
 # The fields stored on the study, shared by every worker on every machine.
@@ -63,7 +64,7 @@ class LaunchSpec:
     heartbeat_interval: int = 10
     grace_period: int = 30
     keep_checkpoints: int = 3
-    outage_tolerance: float = 120.0
+    outage_tolerance: float = settings.DEFAULT_OUTAGE_TOLERANCE
     mixed_precision: bool = True
 
     def record(self) -> dict[str, Any]:

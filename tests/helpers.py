@@ -75,7 +75,7 @@ def pruned_only_study(folder: Path) -> str:
 
     from hpo import registry
     from hpo.storage import records
-    from hpo.storage.database import open_storage
+    from hpo.storage.engine import open_storage
 
     url = f"sqlite:///{folder / 'e.db'}"
     seed_preset = registry.resolve("mnist-mlp-seed").definition

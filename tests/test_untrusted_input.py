@@ -549,7 +549,7 @@ def test_study_name_longer_than_the_column_is_refused_on_postgres(postgres_url: 
                     ["worker", "mnist-mlp", "--trials", "1"]):
         result = invoke(*command, "--study-name", "y" * 600, "--storage", postgres_url)
         assert_user_error(result, "is 600 characters long", "at most 512", secret=password)
-    from hpo.storage.database import open_storage
+    from hpo.storage.engine import open_storage
 
     assert open_storage(postgres_url).get_all_studies() == []
 

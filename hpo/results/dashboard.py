@@ -47,7 +47,7 @@ def is_loopback(host: str) -> bool:
 def _make_app(storage_url: str, artifact_dir: str | Path | None):
     import optuna_dashboard
 
-    from hpo.storage.database import open_storage
+    from hpo.storage.engine import open_storage
     from hpo.train.checkpoints import artifact_store
 
     storage = open_storage(storage_url, must_exist=True)

@@ -21,14 +21,15 @@ from typing import Any
 
 import optuna
 
-from hpo import registry, settings
+from hpo import _optuna, registry, settings
 from hpo.errors import HpoError
 from hpo.registry import ResolvedStudy
 from hpo.run.progress import LaunchProgress
 from hpo.run.supervisor import EXIT_INTERRUPTED, SuperviseResult, Supervisor
 from hpo.spec import LaunchSpec
 from hpo.storage import records
-from hpo.storage.database import ResilientStorage, open_storage
+from hpo.storage.engine import open_storage
+from hpo.storage.retry import ResilientStorage
 from hpo.storage.urls import check_storage_url, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -143,9 +144,8 @@ def prepare(spec: LaunchSpec, storage: ResilientStorage) -> Prepared:
                                               synthetic=spec.synthetic, spec=spec.record())
     budget, note = spec.trials, None
     if spec.sampler == "grid" and definition.grid_size is not None:
-        visited = {t.system_attrs["grid_id"] for t in study.get_trials(deepcopy=False)
-                   if "grid_id" in t.system_attrs and t.state.is_finished()}
-        left = definition.grid_size - len(visited)
+        left = definition.grid_size - len(_optuna.grid_points_tried(
+            study.get_trials(deepcopy=False)))
         if budget is None or budget > left:
             if budget is not None:
                 note = (f"The grid of {definition.name} has {left} untried point(s) left, so "

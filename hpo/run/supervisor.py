@@ -7,7 +7,7 @@ the trial a dead worker was running. Before it returns it also fails any trial o
 RUNNING by a worker that is gone (hpo.run.stale), so nothing is left RUNNING. Workers die with
 their launcher (:func:`die_with_parent`), so a relaunch never runs beside orphans. A database
 that stays unreachable for the outage tolerance ends every worker and the launch with one
-sentence (:class:`~hpo.storage.database.DatabaseUnreachable`).
+sentence (:class:`~hpo.storage.retry.DatabaseUnreachable`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from hpo.run.progress import LaunchProgress
 from hpo.run.stale import fail_and_retry, fail_stale_trials, settle_running_trials
 from hpo.run.worker import StopRequest, Worker
 from hpo.spec import LaunchSpec, WorkerSlot
-from hpo.storage.database import DatabaseUnreachable, ResilientStorage, is_connection_error
 from hpo.storage.records import LOST_REASON
+from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, is_connection_error
 
 log = logging.getLogger(__name__)
 

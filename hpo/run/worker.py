@@ -33,14 +33,10 @@ from hpo.run.budget import Budget
 from hpo.run.stale import fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
 from hpo.spec import LaunchSpec, WorkerSlot
-from hpo.storage.database import (
-    DatabaseUnreachable,
-    ResilientStorage,
-    call_with_db_retry,
-    open_storage,
-    study_lock,
-)
+from hpo.storage.engine import open_storage
 from hpo.storage.records import EPOCHS_RUN_ATTR, FAIL_REASON_ATTR, PRUNED_REASON_ATTR
+from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, call_with_db_retry
+from hpo.storage.transactions import study_lock
 from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)

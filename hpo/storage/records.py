@@ -40,7 +40,7 @@ from hpo.storage.attributes import (  # noqa: F401
     TEST_ATTR,
     metric_name,
 )
-from hpo.storage.database import ResilientStorage
+from hpo.storage.retry import ResilientStorage
 from hpo.storage.snapshot import no_such_study
 from hpo.storage.urls import mask_url
 

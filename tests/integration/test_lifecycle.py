@@ -256,7 +256,7 @@ def test_two_launches_on_one_study_report_only_their_own_trials(tmp_path: Path, 
 def test_an_outage_past_the_tolerance_is_one_sentence_and_is_not_waited_twice() -> None:
     import sqlalchemy.exc
 
-    from hpo.storage.database import DatabaseUnreachable, call_with_db_retry
+    from hpo.storage.retry import DatabaseUnreachable, call_with_db_retry
 
     url = "postgresql+psycopg://hpo:s3cret@db.example:5432/hpo"
     calls = []

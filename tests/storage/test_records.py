@@ -11,10 +11,11 @@ from optuna.trial import TrialState, create_trial
 
 from hpo import __version__
 from hpo.definition import StudyDefinition
-from hpo.storage.attributes import BASELINE_ATTR
 from hpo.errors import HpoError
 from hpo.storage import records
-from hpo.storage.database import ResilientStorage, open_storage
+from hpo.storage.attributes import BASELINE_ATTR
+from hpo.storage.engine import open_storage
+from hpo.storage.retry import ResilientStorage
 
 SPACE = {"x": FloatDistribution(0.0, 1.0), "kind": CategoricalDistribution(["a", "b"])}
 

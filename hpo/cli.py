@@ -294,7 +294,7 @@ def _print_summary(study: optuna.Study, ran: list[int], masked: str, storage_url
     end, except those lost with their worker (failed and queued again: the retry counts in
     their place), so the states listed add up to the total."""
     from hpo.results import summary
-    from hpo.storage.records import FAIL_REASON_ATTR, LOST_REASON, metric_name
+    from hpo.storage.attributes import FAIL_REASON_ATTR, LOST_REASON, metric_name
 
     numbers = set(ran)
     new = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
@@ -626,7 +626,7 @@ def evaluate(
 ) -> None:
     """Measure the best (or given) trial's test-set accuracy once, and record it on the study."""
     from hpo.results.evaluate import evaluate as run_evaluation
-    from hpo.storage.records import metric_name
+    from hpo.storage.attributes import metric_name
 
     _setup_logging()
     loaded = _load(storage, study)

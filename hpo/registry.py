@@ -85,6 +85,16 @@ def resolve(reference: str) -> ResolvedStudy:
     return _resolve(reference.strip())
 
 
+def resolve_recorded(reference: str, study_name: str) -> ResolvedStudy:
+    """The definition a stored study was launched with, or HpoError saying that its recorded
+    reference does not resolve here (``hpo worker`` and ``hpo evaluate`` on another machine)."""
+    try:
+        return resolve(reference)
+    except HpoError as error:
+        raise HpoError(f"Study '{study_name}' was launched with the study '{reference}', which "
+                       f"does not resolve on this machine: {error}") from None
+
+
 @functools.cache
 def _resolve(reference: str) -> ResolvedStudy:
     if not reference:

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from hpo.errors import HpoError, first_line
 from hpo.results import summary as results
-from hpo.storage import records
+from hpo.storage import attributes, records
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
 
 def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> str:
     attrs = study.user_attrs
-    metric = records.metric_name(study)
+    metric = attributes.metric_name(study)
     epochs = records.recorded_spec(study).get("epochs")
     summary = results.summarize(study)
     best = results.best_trial(study)
@@ -127,7 +127,7 @@ def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> 
         *[f"| {name} | {value} |" for name, value in best.params.items()],
         "",
     ]
-    test = attrs.get(records.TEST_ATTR)
+    test = attrs.get(attributes.TEST_ATTR)
     if test:
         lines += [f"Test accuracy (trial {test['trial']}, measured once by `hpo evaluate`): "
                   f"**{test['value']:.4f}** on {test['images']} images.", ""]

@@ -103,13 +103,9 @@ def _study_for_worker(storage: ResilientStorage | None, given: str | None,
     name = study_name or (given if given in names else None)
     recorded = records.stored_spec(storage, name) if storage is not None and name in names \
         else None
-    reference = (recorded or {}).get("study") or (recorded or {}).get("definition")
+    reference = (recorded or {}).get("study")
     if reference:
-        try:
-            resolved = registry.resolve(reference)
-        except HpoError as error:
-            raise HpoError(f"Study '{name}' was launched with the study '{reference}', which "
-                           f"does not resolve on this machine: {error}") from None
+        resolved = registry.resolve_recorded(reference, str(name))
         if given and given != name:
             other = registry.resolve(given)
             if other.definition.name != resolved.definition.name:

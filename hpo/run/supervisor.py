@@ -37,7 +37,7 @@ from hpo.run.progress import LaunchProgress
 from hpo.run.stale import fail_and_retry, fail_stale_trials, settle_running_trials
 from hpo.run.worker import StopRequest, Worker
 from hpo.spec import LaunchSpec, WorkerSlot
-from hpo.storage.records import LOST_REASON
+from hpo.storage.attributes import LOST_REASON
 from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, is_connection_error
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,13 @@ from hpo.run.budget import Budget
 from hpo.run.stale import fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
 from hpo.spec import LaunchSpec, WorkerSlot
+from hpo.storage.attributes import (
+    EPOCHS_RUN_ATTR,
+    FAIL_REASON_ATTR,
+    PRUNED_REASON_ATTR,
+    SECONDS_PER_EPOCH_ATTR,
+)
 from hpo.storage.engine import open_storage
-from hpo.storage.records import EPOCHS_RUN_ATTR, FAIL_REASON_ATTR, PRUNED_REASON_ATTR
 from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, call_with_db_retry
 from hpo.storage.transactions import study_lock
 from hpo.train.trial_run import TrialRun
@@ -310,7 +315,7 @@ class Worker:
         # Once per trial rather than per epoch: each write is a database transaction.
         trial.set_user_attr(EPOCHS_RUN_ATTR, run.epochs_run)
         if run.seconds_per_epoch is not None:
-            trial.set_user_attr("seconds_per_epoch", run.seconds_per_epoch)
+            trial.set_user_attr(SECONDS_PER_EPOCH_ATTR, run.seconds_per_epoch)
 
     def _tell(self, trial: optuna.Trial, state: TrialState, value: float | None,
               reason: str | None) -> None:

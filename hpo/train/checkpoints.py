@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from hpo import _optuna
 from hpo.definition import is_better
 from hpo.errors import HpoError, first_line
-from hpo.storage.records import metric_name
+from hpo.storage.attributes import metric_name
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpo.definition import StudyDefinition
-from hpo.storage.records import FAIL_REASON_ATTR
+from hpo.storage.attributes import FAIL_REASON_ATTR
 from hpo.train.models import MLP
 from tests.helpers import hpo_process, make_spec, run_inline, running_trials, wait_for
 

@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from hpo import settings
+from hpo import logs, settings
 from hpo.definition import PRUNER_NAMES, SAMPLER_NAMES
 from hpo.errors import HpoError
 from hpo.spec import MAX_SEED
@@ -33,6 +33,7 @@ from hpo.spec import MAX_SEED
 if TYPE_CHECKING:
     import optuna
 
+    from hpo.run.launch import Plan, Summary
     from hpo.spec import LaunchSpec
     from hpo.storage.retry import ResilientStorage
 
@@ -117,21 +118,6 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _setup_logging(level: int = logging.INFO) -> None:
-    from rich.logging import RichHandler
-
-    root = logging.getLogger()
-    if not any(isinstance(h, RichHandler) for h in root.handlers):
-        root.handlers[:] = [RichHandler(console=stderr, show_path=False, markup=False,
-                                        rich_tracebacks=False)]
-    root.setLevel(level)
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
-
-
 def _open(storage: str) -> ResilientStorage:
     from hpo.storage.engine import open_storage
 
@@ -204,68 +190,22 @@ def list_studies() -> None:
 # -- hpo launch / hpo worker --------------------------------------------------------------
 
 
-def _options(subset: float | None, weights: str | None) -> dict[str, Any]:
-    """The study-specific options given on the command line (None: not given)."""
-    if subset is not None and not 0 < subset <= 1:
-        raise HpoError(f"--subset must be a fraction in (0, 1], not {subset}.")
-    if weights is not None and weights not in ("imagenet", "none"):
-        raise HpoError(f"--weights must be imagenet or none, not {weights!r}.")
-    return {"subset": subset, "weights": weights}
-
-
-def _check_options(spec: LaunchSpec, given: dict[str, Any]) -> None:
-    from hpo import registry
-
-    definition = registry.resolve(spec.study).definition
-    for key, value in given.items():
-        if value is not None and key not in definition.options:
-            raise HpoError(f"--{key} does not apply to {definition.name}: it has "
-                           f"{', '.join('--' + k for k in definition.options) or 'no options'}.")
-
-
-def _run(spec: LaunchSpec, *, dry_run: bool, dashboard_port: int | None,
-         require_new_budget: bool) -> None:
-    """Prepare the study, run its workers with a progress view, and print the summary."""
+def _launch(plan: Plan, *, dry_run: bool, dashboard_port: int | None = None) -> None:
+    """Print the plan of a dry run, or run the launch and print its summary."""
     from hpo.run import launch
-    from hpo.run.progress import LaunchProgress
-    from hpo.storage.urls import mask_url
+    from hpo.run.supervisor import EXIT_INTERRUPTED
 
-    masked = mask_url(spec.storage_url)
     if dry_run:
-        _print_plan(spec, masked)
+        _print_plan(plan.spec, plan.location.masked)
         return
-    _setup_logging()
-    if dashboard_port is not None:
-        from hpo.results.dashboard import check_port
-
-        check_port("127.0.0.1", dashboard_port)  # refuse before the study is written
-    storage = launch.open_for(spec)
-    prepared = launch.prepare(spec, storage)
-    if prepared.note:
-        logging.getLogger("hpo").warning(prepared.note)
-    if dashboard_port is not None:
-        from hpo.results.dashboard import start_in_background
-
-        url = start_in_background(spec.storage_url, port=dashboard_port,
-                                  artifact_dir=spec.artifact_dir)
-        stderr.print(f"Dashboard: {url}", markup=False)
-    from hpo import registry
-
-    definition = registry.resolve(spec.study).definition
-    progress = LaunchProgress(
-        console=stderr, study_name=spec.study_name, storage_label=masked,
-        metric=definition.metric_name, maximize=definition.maximize,
-        budget=prepared.budget, epochs=spec.epochs, slots=list(spec.slots),
-    )
-    result = launch.run(spec, storage, prepared, progress)
-    _print_summary(prepared.study, result.trials, masked, spec.storage_url)
+    logs.to_console(stderr)
+    result = launch.execute(plan, console=stderr, dashboard_port=dashboard_port)
+    _print_summary(result.summary, plan.spec.storage_url)
     if result.interrupted:
         stderr.print("Stopped before the budget was spent; launch again to add the rest.")
-        raise typer.Exit(launch.EXIT_INTERRUPTED)
-    if prepared.budget is not None and result.counted < prepared.budget and require_new_budget:
-        raise HpoError(f"Only {result.counted} of {prepared.budget} trials finished because "
-                       f"worker(s) {', '.join(map(str, result.failed_slots)) or '?'} kept "
-                       "failing: see the errors above.")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.shortfall:
+        raise HpoError(result.shortfall)
 
 
 def _print_plan(spec: LaunchSpec, masked: str) -> None:
@@ -286,36 +226,21 @@ def _print_plan(spec: LaunchSpec, masked: str) -> None:
                      markup=False)
 
 
-def _print_summary(study: optuna.Study, ran: list[int], masked: str, storage_url: str
-                   ) -> None:
-    """The launch's results: the trials its own workers ran (not a concurrent launch's).
-
-    "Finished in this launch" counts what the budget counts: every trial its workers ran to an
-    end, except those lost with their worker (failed and queued again: the retry counts in
-    their place), so the states listed add up to the total."""
-    from hpo.results import summary
-    from hpo.storage.attributes import FAIL_REASON_ATTR, LOST_REASON, metric_name
-
-    numbers = set(ran)
-    new = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
-    lost = {t.number for t in new if t.state.name == "FAIL"
-            and str(t.user_attrs.get(FAIL_REASON_ATTR, "")).startswith(LOST_REASON)}
-    counted = [t for t in new if t.state.is_finished() and t.number not in lost]
-    states = {state: sum(t.state.name == state for t in counted)
-              for state in summary.STATE_ORDER}
-    shown = ", ".join(f"{n} {state.lower()}" for state, n in states.items() if n)
-    whose = "its worker" if len(lost) == 1 else "their workers"
-    more = (f"; {len(lost)} more lost with {whose} (failed, and queued again with the same "
-            "params)") if lost else ""
-    stdout.print(f"Study {study.study_name} on {masked}: {len(counted)} trial(s) finished in "
-                 f"this launch ({shown or 'none'}){more}.", markup=False)
-    metric = metric_name(study)
-    wasted = summary.wasted_epochs(study, new)
-    if wasted is not None:
-        stdout.print(f"Wasted epochs: {wasted.describe(metric)}.", markup=False)
-    best = summary.best_trial_or_none(study)
+def _print_summary(summary: Summary, storage_url: str) -> None:
+    """The trials this launch's workers ran: the states listed add up to the total, and the
+    trials lost with their worker are listed apart, since their retries count instead."""
+    shown = ", ".join(f"{n} {state.lower()}" for state, n in summary.states.items())
+    whose = "its worker" if summary.lost == 1 else "their workers"
+    more = (f"; {summary.lost} more lost with {whose} (failed, and queued again with the same "
+            "params)") if summary.lost else ""
+    stdout.print(f"Study {summary.study_name} on {summary.storage}: {summary.finished} trial(s) "
+                 f"finished in this launch ({shown or 'none'}){more}.", markup=False)
+    if summary.wasted is not None:
+        stdout.print(f"Wasted epochs: {summary.wasted.describe(summary.metric)}.", markup=False)
+    best = summary.best
     if best is not None and best.value is not None:
-        stdout.print(f"Best {metric} {best.value:.4f} (trial {best.number}):", markup=False)
+        stdout.print(f"Best {summary.metric} {best.value:.4f} (trial {best.number}):",
+                     markup=False)
         for name, value in best.params.items():
             stdout.print(f"  {name:<12} {value}", markup=False)
     stdout.print(f"Watch it with: {watch_command(storage_url)}", markup=False)
@@ -396,21 +321,19 @@ def launch(
     """
     from hpo.run import launch as launching
 
-    options = _options(subset, weights)
-    spec = launching.build_spec(
+    plan = launching.plan(
         study, worker=False, study_name=study_name, storage_url=storage,
         data_dir=str(data_dir),
         flags={"trials": trials, "sampler": sampler.value if sampler else None,
                "pruner": pruner.value if pruner else None, "epochs": epochs, "seed": seed,
-               "synthetic": True if synthetic else None, "total": total, "options": options},
+               "synthetic": True if synthetic else None, "total": total,
+               "options": {"subset": subset, "weights": weights}},
         slots=_slots(gpus, workers, workers_per_gpu, threads),
         heartbeat_interval=heartbeat_interval, grace_period=grace_period,
         artifact_dir=str(settings.resolve_artifact_dir()), keep_checkpoints=keep_checkpoints,
         dry_run=dry_run,
     )
-    _check_options(spec, options)
-    _run(spec, dry_run=dry_run, dashboard_port=dashboard_port if dashboard else None,
-         require_new_budget=True)
+    _launch(plan, dry_run=dry_run, dashboard_port=dashboard_port if dashboard else None)
 
 
 @app.command()
@@ -450,7 +373,7 @@ def worker(
     if study is None and study_name is None:
         raise HpoError("Which study? Give it (hpo worker mnist-mlp, hpo worker my_study.py) or "
                        "its --study-name.")
-    spec = launching.build_spec(
+    plan = launching.plan(
         study, worker=True, study_name=study_name, storage_url=storage, data_dir=str(data_dir),
         flags={"trials": trials, "total": total},
         slots=_slots(gpus, workers, workers_per_gpu, threads),
@@ -458,7 +381,7 @@ def worker(
         artifact_dir=str(settings.resolve_artifact_dir()), keep_checkpoints=keep_checkpoints,
         dry_run=dry_run,
     )
-    _run(spec, dry_run=dry_run, dashboard_port=None, require_new_budget=False)
+    _launch(plan, dry_run=dry_run)
 
 
 # -- reading results (no torch on these paths) --------------------------------------------
@@ -628,7 +551,7 @@ def evaluate(
     from hpo.results.evaluate import evaluate as run_evaluation
     from hpo.storage.attributes import metric_name
 
-    _setup_logging()
+    logs.to_console(stderr)
     loaded = _load(storage, study)
     if device is None:
         import torch
@@ -689,7 +612,7 @@ def dashboard(
     """Serve optuna-dashboard on the study storage, with the checkpoint artifacts."""
     from hpo.results.dashboard import create_server, url_of
 
-    _setup_logging()
+    logs.to_console(stderr)
     server = create_server(storage, host=host, port=port,
                            artifact_dir=settings.resolve_artifact_dir())
     stderr.print(f"Dashboard on {url_of(server)} (Ctrl-C stops it)", soft_wrap=True,

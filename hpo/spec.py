@@ -23,6 +23,9 @@ RECORDED = ("study", "definition", "sampler", "pruner", "epochs", "seed", "synth
             "options", "total")
 # Seeds are recorded on the study and must fit the samplers' 32-bit seeds.
 MAX_SEED = 2**31 - 1
+# Seconds between a running trial's heartbeats, and without one before it counts as lost.
+HEARTBEAT_INTERVAL = 10
+GRACE_PERIOD = 30
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ class LaunchSpec:
     artifact_dir: str | None = None
     slots: tuple[WorkerSlot, ...] = ()
     trials: int | None = None  # this launch's budget; None: until stopped or the total
-    heartbeat_interval: int = 10
-    grace_period: int = 30
+    heartbeat_interval: int = HEARTBEAT_INTERVAL
+    grace_period: int = GRACE_PERIOD
     keep_checkpoints: int = 3
     outage_tolerance: float = settings.DEFAULT_OUTAGE_TOLERANCE
     mixed_precision: bool = True

@@ -55,15 +55,22 @@ def make_spec(storage_url: str, study: str = "mnist-mlp", **overrides: Any):
     return LaunchSpec(**fields)
 
 
+def make_worker(spec, **kwargs: Any):
+    """A worker of ``spec``'s first slot, in this process, as a worker process makes it."""
+    from hpo import registry
+    from hpo.run.worker import Worker
+
+    return Worker(spec, registry.resolve(spec.study).definition, spec.slots[0], **kwargs)
+
+
 def run_inline(spec, *, worker_trials: int | None = None):
     """Create or resume the study and run one worker in this process (no subprocesses)."""
     from hpo.run import launch
     from hpo.run.budget import LocalBudget
-    from hpo.run.worker import Worker
 
-    prepared = launch.prepare(spec, launch.open_for(spec))
+    prepared = launch.prepare(launch.Plan.of(spec))
     budget = LocalBudget(worker_trials if worker_trials is not None else prepared.budget)
-    worker = Worker(spec, spec.slots[0], budget=budget)
+    worker = make_worker(spec, budget=budget)
     worker.run()
     return worker.study
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import logging.handlers
 import multiprocessing
 import os
 import queue
@@ -25,15 +24,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
-from hpo import _optuna
+from hpo import _optuna, logs, registry
 from hpo.errors import HpoError
 from hpo.run.budget import SharedBudget, SharedState
-from hpo.run.progress import LaunchProgress
 from hpo.run.stale import fail_and_retry, fail_stale_trials, settle_running_trials
 from hpo.run.worker import StopRequest, Worker
 from hpo.spec import LaunchSpec, WorkerSlot
@@ -81,6 +79,38 @@ def _watch_parent(parent_pid: int, interval: float = 0.5) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+class Display(Protocol):
+    """What the launcher shows of its workers (hpo.run.progress.LaunchProgress), while
+    ``with`` it."""
+
+    def __enter__(self) -> Display: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def handle(self, index: int, kind: str, fields: dict[str, Any]) -> None: ...
+
+    def worker_exited(self, index: int, exitcode: int | None) -> None: ...
+
+    def worker_restarted(self, index: int) -> None: ...
+
+
+class NoDisplay:
+    def __enter__(self) -> NoDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def handle(self, index: int, kind: str, fields: dict[str, Any]) -> None:
+        pass
+
+    def worker_exited(self, index: int, exitcode: int | None) -> None:
+        pass
+
+    def worker_restarted(self, index: int) -> None:
+        pass
+
+
 class QueueEvents:
     def __init__(self, events: Any, index: int) -> None:
         self.events = events
@@ -96,17 +126,13 @@ def _worker_process(spec: LaunchSpec, slot: WorkerSlot, restarts: int, state: Sh
     die_with_parent(parent_pid)
     stop = StopRequest()
     stop.install()
-    root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(events)]
-    root.setLevel(logging.INFO)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
+    logs.to_queue(events)
     try:
         import torch
 
         torch.set_num_threads(slot.threads)
-        worker = Worker(spec, slot, budget=SharedBudget(state, slot.index),
+        definition = registry.resolve(spec.study).definition  # the reference crossed over
+        worker = Worker(spec, definition, slot, budget=SharedBudget(state, slot.index),
                         events=QueueEvents(events, slot.index), stop=stop, restarts=restarts)
         worker.run()
     except KeyboardInterrupt:
@@ -157,12 +183,13 @@ class SuperviseResult:
 
 class Supervisor:
     def __init__(self, *, storage: ResilientStorage, study: optuna.Study, spec: LaunchSpec,
-                 budget: int | None, progress: LaunchProgress) -> None:
+                 budget: int | None, display: Display | None = None) -> None:
         self.storage = storage
         self.study = study
         self.spec = spec
         self.slots = list(spec.slots)
-        self.progress = progress
+        self.display: Display = display or NoDisplay()
+        self.trials: set[int] = set()  # the trials its workers started, as they report them
         self.ctx = multiprocessing.get_context("spawn")
         self.state = SharedState(self.ctx, len(self.slots), budget)
         self.events = self.ctx.Queue()
@@ -217,7 +244,7 @@ class Supervisor:
         if self.database_lost:
             raise DatabaseUnreachable(self.database_lost)
         return SuperviseResult(self.state.counted.value, self.signals > 0, self.failed_slots,
-                               sorted(self.progress.trials))
+                               sorted(self.trials))
 
     def _watch(self) -> None:
         stop_deadline: float | None = None
@@ -289,20 +316,22 @@ class Supervisor:
                 if kind == "database_lost":
                     self.database_lost = self.database_lost or fields["message"]
                 else:
-                    self.progress.handle(index, kind, fields)
+                    if "trial" in fields:
+                        self.trials.add(fields["trial"])
+                    self.display.handle(index, kind, fields)
 
     def _after_exit(self, index: int, exitcode: int) -> None:
         died = exitcode != 0
         if exitcode == EXIT_DATABASE_LOST or self.database_lost:
             self._drain_events(timeout=0.5)  # its sentence, if not read yet
             self.database_lost = self.database_lost or "The database became unreachable."
-            self.progress.worker_exited(index, exitcode)
+            self.display.worker_exited(index, exitcode)
             return  # no restart: _settle marks what it can, once
         if died:
             # A worker killed by a second Ctrl-C is not retried: the user asked to stop.
             self._recover_slot(index, f"its worker process exited with code {exitcode}",
                                retry=not self.signals)
-        self.progress.worker_exited(index, exitcode)
+        self.display.worker_exited(index, exitcode)
         slot = next(s for s in self.slots if s.index == index)
         budget_left = self.state.remaining.value != 0
         if died and budget_left and not self.signals:
@@ -310,7 +339,7 @@ class Supervisor:
                 self.restarts[index] += 1
                 log.warning("%s exited with code %s; restarting it (%d/%d).", slot.label,
                             exitcode, self.restarts[index], MAX_RESTARTS_PER_SLOT)
-                self.progress.worker_restarted(index)
+                self.display.worker_restarted(index)
                 self._start(slot)
             else:
                 self.failed_slots.append(index)
@@ -327,6 +356,7 @@ class Supervisor:
                     self.state.refund()
                 return
         trial = self.storage.get_trial(trial_id)
+        self.trials.add(trial.number)  # its worker may have died before saying it started it
         if trial.state != TrialState.RUNNING:
             # It told its result and died before reporting that: the trial counts.
             with self.state.lock:
@@ -335,7 +365,7 @@ class Supervisor:
         self._fail_trial(trial, why, retry=retry)
         with self.state.lock:
             self.state.refund()
-        self.progress.handle(index, "trial_finished",
+        self.display.handle(index, "trial_finished",
                              {"trial": trial.number, "state": "ABANDONED", "value": None})
 
     def _fail_trial(self, trial: optuna.trial.FrozenTrial, why: str, *, retry: bool) -> None:

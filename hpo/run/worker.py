@@ -17,19 +17,18 @@ import os
 import signal
 import socket
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from hpo import _optuna, registry
+from hpo import _optuna
+from hpo.definition import StudyDefinition
 from hpo.errors import first_line
-from hpo.run.budget import Budget
+from hpo.run.budget import Budget, counted_finished
 from hpo.run.stale import fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
 from hpo.spec import LaunchSpec, WorkerSlot
@@ -45,9 +44,6 @@ from hpo.storage.transactions import study_lock
 from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
-
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
 
 class Events(Protocol):
     def emit(self, kind: str, **fields: Any) -> None: ...
@@ -120,26 +116,12 @@ class Heartbeat:
         self._thread.join(timeout=self._interval + 5)
 
 
-def counted_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Finished trials, counting a trial failed by heartbeat and retried only once (its retry).
-
-    This is what ``--trials`` and ``--total`` count: the stale original stays FAIL in storage,
-    but its retry, with the same params, takes its place.
-    """
-    finished = sum(t.state in FINISHED_STATES for t in trials)
-    with warnings.catch_warnings():  # marked experimental, but the documented public route
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retries = sum(RetryHeartbeatStaleTrialCallback.retried_trial_number(t) is not None
-                      for t in trials)
-    return finished - retries
-
-
 class Worker:
-    """Runs trials of ``spec``'s study on ``slot``'s device until the budget, the study-wide
-    total or the grid is spent, or a stop is requested."""
+    """Runs trials of ``spec``'s study (of ``definition``) on ``slot``'s device until the
+    budget, the study-wide total or the grid is spent, or a stop is requested."""
 
-    def __init__(self, spec: LaunchSpec, slot: WorkerSlot, *, budget: Budget,
-                 events: Events | None = None, stop: StopRequest | None = None,
+    def __init__(self, spec: LaunchSpec, definition: StudyDefinition, slot: WorkerSlot, *,
+                 budget: Budget, events: Events | None = None, stop: StopRequest | None = None,
                  restarts: int = 0) -> None:
         self.spec = spec
         self.slot = slot
@@ -149,7 +131,7 @@ class Worker:
         self.budget = budget
         self.events = events or NoEvents()
         self.stop = stop or StopRequest()
-        self.definition = registry.resolve(spec.study).definition
+        self.definition = definition
         self.storage = open_storage(spec.storage_url,
                                     heartbeat_interval=spec.heartbeat_interval,
                                     grace_period=spec.grace_period,

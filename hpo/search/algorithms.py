@@ -35,10 +35,9 @@ def _random(definition: StudyDefinition, seed: int | None) -> optuna.samplers.Ba
 
 
 def _grid(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
-    if definition.grid is None:
-        raise HpoError(f"Study {definition.name} has no grid: use --sampler tpe or random.")
     import optuna
 
+    assert definition.grid is not None  # check_sampler refused it
     return optuna.samplers.GridSampler(dict(definition.grid), seed=seed)
 
 
@@ -74,10 +73,17 @@ PRUNERS: dict[PrunerName, Callable[[int, int], optuna.pruners.BasePruner] | None
 }
 
 
-def make_sampler(name: SamplerName, definition: StudyDefinition, *, seed: int | None
-                 ) -> optuna.samplers.BaseSampler:
+def check_sampler(name: str, definition: StudyDefinition) -> None:
+    """HpoError unless ``definition`` can be searched with the sampler called ``name``."""
     if name not in SAMPLERS:
         raise HpoError(f"Unknown sampler {name!r}: use {', '.join(SAMPLERS)}.")
+    if name == "grid" and definition.grid is None:
+        raise HpoError(f"Study {definition.name} has no grid: use --sampler tpe or random.")
+
+
+def make_sampler(name: SamplerName, definition: StudyDefinition, *, seed: int | None
+                 ) -> optuna.samplers.BaseSampler:
+    check_sampler(name, definition)
     return SAMPLERS[name](definition, seed)
 
 

@@ -22,9 +22,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from hpo.run.budget import LocalBudget
-from hpo.run.worker import Worker, counted_finished
-from tests.helpers import make_spec, run_inline
+from hpo.run.budget import LocalBudget, counted_finished
+from tests.helpers import make_spec, make_worker, run_inline
 from tests.postgres import PASSWORD, USER, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -132,7 +131,7 @@ def test_sixteen_workers_through_pgbouncer(pgbouncer: PgBouncer, postgres_server
     spec = make_spec(url, "logreg-loss", trials=1, epochs=1, data_dir=str(mnist_dir),
                      total=TOTAL)
     run_inline(spec)
-    workers = [Worker(spec, spec.slots[0], budget=LocalBudget(None)) for _ in range(WORKERS)]
+    workers = [make_worker(spec, budget=LocalBudget(None)) for _ in range(WORKERS)]
     counted = [0] * WORKERS
     errors: list[BaseException] = []
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.run.worker import counted_finished
+from hpo.run.budget import counted_finished
 from tests.helpers import hpo_process, running_trials, wait_for
 
 pytestmark = pytest.mark.slow

@@ -94,7 +94,7 @@ def test_an_orphan_running_trial_without_heartbeat_is_failed_and_retried(
     from hpo.run import launch
 
     spec = make_spec(sqlite_url, trials=1, data_dir=str(mnist_dir), grace_period=3)
-    study = launch.prepare(spec, launch.open_for(spec)).study
+    study = launch.prepare(launch.Plan.of(spec)).study
     orphan = study.ask()  # the enqueued baseline, now RUNNING with no heartbeat
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
         long_ago = (datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
@@ -120,8 +120,8 @@ def test_a_trial_failed_by_the_heartbeat_check_says_why(sqlite_url: str, mnist_d
     from hpo.run import launch
 
     spec = make_spec(sqlite_url, trials=1, data_dir=str(mnist_dir), grace_period=3)
-    storage = launch.open_for(spec)
-    study = launch.prepare(spec, storage).study
+    prepared = launch.prepare(launch.Plan.of(spec))
+    storage, study = prepared.storage, prepared.study
     dead = study.ask()
     storage.rdb.record_heartbeat(dead._trial_id)
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:  # its last beat, long ago
@@ -338,14 +338,13 @@ def test_a_full_sqlite_disk_ends_the_launch_with_one_sentence(sqlite_url: str,
 
     spec = make_spec(sqlite_url, "tests.integration.test_lifecycle:FULL_DISK", trials=3,
                      data_dir=str(mnist_dir), outage_tolerance=3)
-    storage = launch.open_for(spec)
-    prepared = launch.prepare(spec, storage)
+    prepared = launch.prepare(launch.Plan.of(spec))
     progress = LaunchProgress(console=Console(stderr=True), study_name="full-disk",
                               storage_label="x", metric="m", maximize=True, budget=3, epochs=1,
                               slots=list(spec.slots))
     started = time.monotonic()
     with pytest.raises(HpoError) as raised:
-        launch.run(spec, storage, prepared, progress)
+        launch.run(prepared, progress)
     message = str(raised.value)
     assert "has been unreachable for 3 s" in message and "disk is full" in message, message
     assert time.monotonic() - started < 60

@@ -17,10 +17,16 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.definition import StudyDefinition
-from hpo.run.budget import LocalBudget
-from hpo.run.worker import counted_finished
+from hpo.run.budget import LocalBudget, counted_finished
 from hpo.train.models import MLP
-from tests.helpers import hpo_process, make_spec, run_inline, running_trials, wait_for
+from tests.helpers import (
+    hpo_process,
+    make_spec,
+    make_worker,
+    run_inline,
+    running_trials,
+    wait_for,
+)
 from tests.integration.test_faults import many_short_trials
 from tests.postgres import PASSWORD
 
@@ -148,15 +154,14 @@ OUTAGE_STUDY = StudyDefinition(
 
 def test_worker_rides_out_database_outages(restartable_postgres, mnist_dir: Path) -> None:
     from hpo.run import launch
-    from hpo.run.worker import Worker
 
     server = restartable_postgres
     url = server.url()
     spec = make_spec(url, "tests.integration.test_postgres:OUTAGE_STUDY", trials=3, epochs=2,
                      data_dir=str(mnist_dir), heartbeat_interval=1, grace_period=30,
                      outage_tolerance=60)
-    launch.prepare(spec, launch.open_for(spec))
-    worker = Worker(spec, spec.slots[0], budget=LocalBudget(3))
+    launch.prepare(launch.Plan.of(spec))
+    worker = make_worker(spec, budget=LocalBudget(3))
     errors: list[BaseException] = []
 
     def run() -> None:

@@ -61,7 +61,7 @@ def logreg_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, Path]:
     artifacts = tmp_path / "logreg-artifacts"
     spec = make_spec(url, "logreg-loss", trials=1, epochs=1, data_dir=str(mnist_dir),
                      artifact_dir=str(artifacts), keep_checkpoints=1)
-    launch.prepare(spec, launch.open_for(spec)).study.enqueue_trial(
+    launch.prepare(launch.Plan.of(spec)).study.enqueue_trial(
         {"loss": "cross_entropy", "lr": 0.1, "init_seed": 0})
     run_inline(spec)
     return url, artifacts

@@ -17,9 +17,9 @@ from rich.console import Console
 
 from hpo.definition import Dataset, Splits, StudyDefinition
 from hpo.run import launch, supervisor
+from hpo.run.budget import counted_finished
 from hpo.run.devices import plan_workers
 from hpo.run.progress import LaunchProgress
-from hpo.run.worker import counted_finished
 from tests.helpers import make_spec
 from tests.run import probe
 
@@ -37,8 +37,7 @@ def test_each_worker_process_starts_with_its_own_gpu_and_threads(
     spec = make_spec(sqlite_url, slots=slots)
     # The real Supervisor._start (and _child_environment); only the worker's body is a probe.
     monkeypatch.setattr(supervisor, "_worker_process", probe.report_environment)
-    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=1,
-                                    progress=None)
+    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=1)
     for slot in slots:
         watcher._start(slot)
     reported = {}
@@ -94,12 +93,11 @@ DYING = definition("dying", _dies_in_trial_one)
 
 def launch_inline(spec) -> tuple[supervisor.SuperviseResult, list[optuna.trial.FrozenTrial]]:
     """What 'hpo launch' does after planning: prepare the study, supervise its workers."""
-    storage = launch.open_for(spec)
-    prepared = launch.prepare(spec, storage)
+    prepared = launch.prepare(launch.Plan.of(spec))
     progress = LaunchProgress(console=Console(file=io.StringIO()), study_name=spec.study_name,
                               storage_label="test", metric="val_accuracy", maximize=True,
                               budget=prepared.budget, epochs=spec.epochs, slots=list(spec.slots))
-    result = launch.run(spec, storage, prepared, progress)
+    result = launch.run(prepared, progress)
     return result, optuna.load_study(study_name=spec.study_name,
                                      storage=spec.storage_url).get_trials()
 
@@ -138,13 +136,14 @@ def test_worker_logs_and_events_reach_the_launcher(sqlite_url: str,
                               storage_label="test", metric="val_accuracy", maximize=True,
                               budget=2, epochs=1, slots=list(spec.slots))
     watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=2,
-                                    progress=progress)
+                                    display=progress)
     supervisor.QueueEvents(watcher.events, 0).emit("trial_finished", trial=3, state="COMPLETE",
                                                    value=0.9, reason=None)
     watcher.events.put(logging.LogRecord("hpo.run.worker", logging.WARNING, __file__, 1,
                                          "from the worker process", None, None))
     watcher._drain_events(timeout=2)
     assert (progress.done, progress.best_trial, progress.best_value) == (1, 3, 0.9)
+    assert watcher.trials == {3}  # the launcher's own record of its trials, not the display's
     assert "from the worker process" in caplog.text
 
 

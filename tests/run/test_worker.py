@@ -12,7 +12,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from hpo.definition import StudyDefinition
-from hpo.run.worker import counted_finished
+from hpo.run.budget import counted_finished
 from hpo.train.models import MLP
 from studies.mnist_mlp import BASELINE
 from tests.helpers import make_spec, run_inline

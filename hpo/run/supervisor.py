@@ -17,13 +17,14 @@ import ctypes
 import logging
 import multiprocessing
 import os
-import queue
+import pickle
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
 import optuna
@@ -32,6 +33,7 @@ from optuna.trial import TrialState
 from hpo import _optuna, logs, registry
 from hpo.errors import HpoError
 from hpo.run.budget import SharedBudget, SharedState
+from hpo.run.channel import Channel, receive
 from hpo.run.stale import fail_and_retry, fail_stale_trials, settle_running_trials
 from hpo.run.worker import StopRequest, Worker
 from hpo.spec import LaunchSpec, WorkerSlot
@@ -111,34 +113,26 @@ class NoDisplay:
         pass
 
 
-class QueueEvents:
-    def __init__(self, events: Any, index: int) -> None:
-        self.events = events
-        self.index = index
-
-    def emit(self, kind: str, **fields: Any) -> None:
-        self.events.put(("event", self.index, kind, fields))
-
-
 def _worker_process(spec: LaunchSpec, slot: WorkerSlot, restarts: int, state: SharedState,
-                    events: Any, parent_pid: int) -> None:
+                    connection: Connection, parent_pid: int) -> None:
     """Entry point of a worker process (spawned, so it starts with a clean CUDA state)."""
     die_with_parent(parent_pid)
     stop = StopRequest()
     stop.install()
-    logs.to_queue(events)
+    channel = Channel(connection)
+    logs.to_queue(channel)
     try:
         import torch
 
         torch.set_num_threads(slot.threads)
         definition = registry.resolve(spec.study).definition  # the reference crossed over
         worker = Worker(spec, definition, slot, budget=SharedBudget(state, slot.index),
-                        events=QueueEvents(events, slot.index), stop=stop, restarts=restarts)
+                        events=channel, stop=stop, restarts=restarts)
         worker.run()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except DatabaseUnreachable as error:
-        QueueEvents(events, slot.index).emit("database_lost", message=str(error))
+        channel.emit("database_lost", message=str(error))
         sys.exit(EXIT_DATABASE_LOST)
     except HpoError as error:
         log.error("%s: %s", slot.label, error)
@@ -192,7 +186,7 @@ class Supervisor:
         self.trials: set[int] = set()  # the trials its workers started, as they report them
         self.ctx = multiprocessing.get_context("spawn")
         self.state = SharedState(self.ctx, len(self.slots), budget)
-        self.events = self.ctx.Queue()
+        self.channels: dict[int, Connection] = {}  # each worker's pipe (hpo.run.channel)
         self.processes: dict[int, Any] = {}
         self.restarts = {slot.index: 0 for slot in self.slots}
         self.failed_slots: list[int] = []
@@ -202,12 +196,23 @@ class Supervisor:
     # -- processes --------------------------------------------------------------------------
 
     def _start(self, slot: WorkerSlot) -> None:
+        reader, writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(target=_worker_process, name=f"hpo-{slot.label}",
                                    args=(self.spec, slot, self.restarts[slot.index], self.state,
-                                         self.events, os.getpid()), daemon=False)
-        with _child_environment(slot):
-            process.start()
+                                         writer, os.getpid()), daemon=False)
+        try:
+            with _child_environment(slot):
+                process.start()
+        finally:
+            writer.close()  # the child has its own: the pipe ends when the child does
+        self._close_channel(slot.index)
+        self.channels[slot.index] = reader
         self.processes[slot.index] = process
+
+    def _close_channel(self, index: int) -> None:
+        channel = self.channels.pop(index, None)
+        if channel is not None:
+            channel.close()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
@@ -273,6 +278,8 @@ class Supervisor:
             process.kill()
             process.join()
         self.processes.clear()
+        for index in list(self.channels):
+            self._close_channel(index)
 
     def _stop_workers(self) -> None:
         for process in self.processes.values():
@@ -302,28 +309,42 @@ class Supervisor:
             settle_running_trials(self.storage, self.study, grace=self.spec.grace_period,
                                   interval=self.spec.heartbeat_interval)
 
-    def _drain_events(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+    def _receive(self, timeout: float, only: int | None = None) -> list[tuple[int, Any]]:
+        """What the workers (or worker ``only``) sent, waiting up to ``timeout`` for the first
+        of it; a worker's pipe is dropped once it is gone and read to its end."""
+        by_reader = {reader: index for index, reader in self.channels.items()
+                     if only is None or index == only}
+        if not by_reader:
+            time.sleep(timeout)
+            return []
+        received = []
+        ready = wait(list(by_reader), timeout)
+        for reader, index in by_reader.items():
+            if reader not in ready:
+                continue
             try:
-                item = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return
+                received += [(index, item) for item in receive(reader)]
+            except (EOFError, OSError, pickle.UnpicklingError):
+                self._close_channel(index)
+        return received
+
+    def _drain_events(self, timeout: float, only: int | None = None) -> None:
+        for index, item in self._receive(timeout, only):
             if isinstance(item, logging.LogRecord):
                 logging.getLogger(item.name).handle(item)
-            else:
-                _, index, kind, fields = item
-                if kind == "database_lost":
-                    self.database_lost = self.database_lost or fields["message"]
-                else:
-                    if "trial" in fields:
-                        self.trials.add(fields["trial"])
-                    self.display.handle(index, kind, fields)
+                continue
+            _, kind, fields = item
+            if kind == "database_lost":
+                self.database_lost = self.database_lost or fields["message"]
+                continue
+            if "trial" in fields:
+                self.trials.add(fields["trial"])
+            self.display.handle(index, kind, fields)
 
     def _after_exit(self, index: int, exitcode: int) -> None:
         died = exitcode != 0
         if exitcode == EXIT_DATABASE_LOST or self.database_lost:
-            self._drain_events(timeout=0.5)  # its sentence, if not read yet
+            self._drain_events(timeout=0.5, only=index)  # its sentence, if not read yet
             self.database_lost = self.database_lost or "The database became unreachable."
             self.display.worker_exited(index, exitcode)
             return  # no restart: _settle marks what it can, once

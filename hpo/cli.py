@@ -1,74 +1,47 @@
 """The ``hpo`` command line: flags in, output out.
 
 Each command turns its flags into a call to the module that does the work (hpo.run.launch,
-hpo.results.*) and prints the result: results on stdout, logs, progress and errors on stderr.
-A problem the user can fix ends the command with one sentence and a non-zero exit code, never
-a traceback. Heavy imports are deferred to the commands that need them: the commands that only
-read a study (status, best, trials, export) never import torch.
+hpo.reads, hpo.results.*) and prints the result: results on stdout, logs, progress and errors
+on stderr. A problem the user can fix ends the command with one sentence and a non-zero exit
+code, never a traceback. ``hpo`` starts in hpo/__main__.py, which answers the read commands
+before this module (Typer, Rich) is imported; their Typer commands here run the same code.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from hpo import logs, settings
+from hpo import logs, plain, reads, settings
+from hpo.commands import DESCRIPTION, HELP
 from hpo.definition import PRUNER_NAMES, SAMPLER_NAMES
 from hpo.errors import HpoError
-from hpo.spec import MAX_SEED
+from hpo.spec import GRACE_PERIOD, HEARTBEAT_INTERVAL, MAX_EPOCHS, MAX_SEED, MAX_TRIALS
 
 if TYPE_CHECKING:
     import optuna
 
     from hpo.run.launch import Plan, Summary
     from hpo.spec import LaunchSpec
-    from hpo.storage.retry import ResilientStorage
 
-app = typer.Typer(
-    name="hpo",
-    help="Hyperparameter optimization for deep-learning training on shared Optuna studies.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-# Piped output (scripts, CI) gets wide tables instead of rich's 80-column default.
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-stderr = Console(stderr=True, highlight=False)
+app = typer.Typer(name="hpo", help=DESCRIPTION, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+stdout = plain.console()
+stderr = plain.console(err=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Generous ceilings that keep every count inside the 64-bit counters workers share.
-MAX_TRIALS = 1_000_000
-MAX_EPOCHS = 100_000
-
 Sampler = Enum("Sampler", {name: name for name in SAMPLER_NAMES}, type=str)  # type: ignore[misc]
 Pruner = Enum("Pruner", {name: name for name in PRUNER_NAMES}, type=str)  # type: ignore[misc]
-
-
-class ExportFormat(StrEnum):
-    csv = "csv"
-    json = "json"
-
-
-class State(StrEnum):
-    complete = "complete"
-    pruned = "pruned"
-    fail = "fail"
-    running = "running"
-    waiting = "waiting"
+ExportFormat = StrEnum("ExportFormat", {name: name for name in reads.FORMATS})  # type: ignore[misc]
+State = StrEnum("State", {name: name for name in reads.STATES})  # type: ignore[misc]
 
 
 # -- shared options -----------------------------------------------------------------------
@@ -118,56 +91,18 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _open(storage: str) -> ResilientStorage:
-    from hpo.storage.engine import open_storage
-
-    return open_storage(storage, must_exist=True)
-
-
 def _load(storage: str, study: str) -> optuna.Study:
     from hpo.storage import records
+    from hpo.storage.engine import open_storage
 
-    return records.load(_open(storage), study)
-
-
-def _read(storage: str, names: list[str] | None) -> list[Any]:
-    """The studies ``names`` (None: all), read only, for status, best, trials and export.
-
-    Straight from the tables where it can (hpo.storage.snapshot: no optuna, SQLAlchemy or
-    torch, so these commands answer in well under a second), else through Optuna."""
-    from hpo.storage import snapshot
-    from hpo.storage.urls import mask_url
-
-    reader = snapshot.open_snapshot(storage)
-    if reader is not None:
-        try:
-            known = reader.study_names()
-            for name in names or []:
-                if name not in known:
-                    raise snapshot.no_such_study(name, known, mask_url(storage))
-            return [reader.load(name) for name in (known if names is None else names)]
-        except HpoError:
-            raise
-        except Exception as error:  # another Optuna schema: read it through Optuna
-            logging.getLogger(__name__).debug("Reading through Optuna: %s", error)
-        finally:
-            reader.close()
-    import optuna
-
-    from hpo.storage import records
-
-    store = _open(storage)
-    chosen = records.study_names(store) if names is None else names
-    return [records.load(store, name) if names is not None
-            else optuna.load_study(study_name=name, storage=store) for name in chosen]
+    return records.load(open_storage(storage, must_exist=True), study)
 
 
 # -- hpo studies --------------------------------------------------------------------------
 
 
-@app.command("studies")
+@app.command("studies", help=HELP["studies"])
 def list_studies() -> None:
-    """List the studies hpo can run: built-in and installed (the hpo.studies entry points)."""
     from hpo import registry
 
     found = registry.installed()
@@ -269,7 +204,7 @@ def _slots(gpus: str, workers: int | None, workers_per_gpu: int, threads: int | 
                               threads=threads))
 
 
-@app.command()
+@app.command(help=HELP['launch'])
 @_user_errors
 def launch(
     study: StudyArg,
@@ -310,15 +245,10 @@ def launch(
         "--dashboard", help="Serve optuna-dashboard beside the workers")] = False,
     dashboard_port: Annotated[int, typer.Option(
         min=1, max=65535, help="Port for --dashboard")] = 8080,
-    heartbeat_interval: HeartbeatOpt = 10,
-    grace_period: GraceOpt = 30,
+    heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
+    grace_period: GraceOpt = GRACE_PERIOD,
     keep_checkpoints: KeepOpt = 3,
 ) -> None:
-    """Create or resume a study and run trials on it with one worker per GPU (or CPU workers).
-
-    Launching an existing study resumes it and adds --trials trials; settings not given are
-    those the study was last launched with.
-    """
     from hpo.run import launch as launching
 
     plan = launching.plan(
@@ -336,7 +266,7 @@ def launch(
     _launch(plan, dry_run=dry_run, dashboard_port=dashboard_port if dashboard else None)
 
 
-@app.command()
+@app.command(help=HELP['worker'])
 @_user_errors
 def worker(
     study: Annotated[str | None, typer.Argument(
@@ -358,16 +288,10 @@ def worker(
         "launch's]", show_default=False)] = None,
     data_dir: DataDirOpt = settings.DEFAULT_DATA_DIR,
     dry_run: DryRunOpt = False,
-    heartbeat_interval: HeartbeatOpt = 10,
-    grace_period: GraceOpt = 30,
+    heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
+    grace_period: GraceOpt = GRACE_PERIOD,
     keep_checkpoints: KeepOpt = 3,
 ) -> None:
-    """Join a study from this machine, with the spec its launch recorded.
-
-    The study's recorded reference (a name, file or module) must resolve here too. If the study
-    does not exist yet, it is created with the definition's defaults, so every machine can run
-    the same command.
-    """
     from hpo.run import launch as launching
 
     if study is None and study_name is None:
@@ -384,70 +308,30 @@ def worker(
     _launch(plan, dry_run=dry_run)
 
 
-# -- reading results (no torch on these paths) --------------------------------------------
+# -- reading results: hpo.reads, also without Typer -------------------------------------
 
 
-@app.command()
+@app.command(help=HELP["status"])
 @_user_errors
 def status(
     study: Annotated[str | None, typer.Argument(
         help="Only this study [default: every study in storage]", show_default=False)] = None,
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
 ) -> None:
-    """Trials by state, best value and last activity, per study."""
-    from hpo.results import summary
-    from hpo.storage.urls import mask_url
-
-    found_studies = _read(storage, [study] if study else None)
-    if not found_studies:
-        stdout.print(f"No studies in {mask_url(storage)} yet: start one with 'hpo launch'.",
-                     markup=False)
-        return
-    # Names and attributes come from storage, which anyone with the dashboard can write: every
-    # cell is a Text, which rich never reads as markup.
-    table = Table(title=Text(f"Studies in {mask_url(storage)}"), title_justify="left")
-    for column in ("study", "definition", "dataset", *[s.lower() for s in summary.STATE_ORDER],
-                   "best", "last activity"):
-        table.add_column(column, justify="right" if column not in
-                         ("study", "definition", "dataset", "last activity") else "left")
-    for stored in found_studies:
-        found = summary.summarize(stored)
-        best = (f"{found.best_value:.4f} (#{found.best_trial})"
-                if found.best_value is not None else "-")
-        last = found.last_activity.strftime("%Y-%m-%d %H:%M:%S") \
-            if found.last_activity else "-"
-        table.add_row(*map(Text, (found.name, found.definition, found.dataset,
-                                  *[str(found.counts[s]) for s in summary.STATE_ORDER], best,
-                                  last)))
-    stdout.print(table)
+    reads.status(storage, study)
 
 
-@app.command()
+@app.command(help=HELP["best"])
 @_user_errors
 def best(
     study: StoredStudyArg,
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout")] = False,
 ) -> None:
-    """The best trial's value and params."""
-    from hpo.results import summary
-    from hpo.storage.attributes import metric_name
-
-    [loaded] = _read(storage, [study])
-    trial = summary.best_trial(loaded)
-    metric = metric_name(loaded)
-    if as_json:
-        payload = {"study": loaded.study_name, "metric": metric, "trial": trial.number,
-                   "value": trial.value, "params": trial.params}
-        sys.stdout.write(json.dumps(payload) + "\n")
-        return
-    stdout.print(f"Best {metric} of {loaded.study_name}: {trial.value:.4f} (trial "
-                 f"{trial.number})", markup=False)
-    for name, value in trial.params.items():
-        stdout.print(f"  {name:<12} {value}", markup=False)
+    reads.best(storage, study, as_json=as_json)
 
 
-@app.command()
+@app.command(help=HELP["export"])
 @_user_errors
 def export(
     study: StoredStudyArg,
@@ -458,33 +342,10 @@ def export(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="File to write [default: stdout]", show_default=False)] = None,
 ) -> None:
-    """Every trial of a study: state, value, params, attributes (and curves, in JSON)."""
-    from hpo.results import summary
-
-    [loaded] = _read(storage, [study])
-    chosen = format or (ExportFormat.json if output and output.suffix == ".json"
-                        else ExportFormat.csv)
-    text = summary.export_json(loaded) if chosen == ExportFormat.json \
-        else summary.export_csv(loaded)
-    if output is None:
-        sys.stdout.write(text)
-        return
-    if not output.parent.exists():
-        raise HpoError(f"The folder '{output.parent}' for --output does not exist: create it "
-                       "first.")
-    if output.is_dir():
-        raise HpoError(f"--output {output} is a folder: give a file name, e.g. "
-                       f"{output / ('trials.' + chosen.value)}.")
-    try:
-        output.write_text(text)
-    except OSError as error:
-        raise HpoError(f"Cannot write {output} ({error.strerror or error}): choose a path you "
-                       "can write to.") from None
-    stderr.print(f"Wrote {len(loaded.get_trials())} trial(s) of {loaded.study_name} to {output}.",
-                 markup=False)
+    reads.export(storage, study, format=format.value if format else None, output=output)
 
 
-@app.command()
+@app.command(help=HELP["trials"])
 @_user_errors
 def trials(
     study: StoredStudyArg,
@@ -496,41 +357,11 @@ def trials(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout")] = False,
 ) -> None:
-    """List trials: number, state, value, params, duration and epochs."""
-    from hpo.results import summary
-    from hpo.storage.attributes import EPOCHS_RUN_ATTR
-
-    [loaded] = _read(storage, [study])
-    chosen: Sequence[Any] = loaded.get_trials(deepcopy=False)
-    if state:
-        wanted = {s.value.upper() for s in state}
-        chosen = [t for t in chosen if t.state.name in wanted]
-    if top:
-        chosen = summary.ranked(loaded, chosen)[:top]
-    records = [summary.trial_record(t) for t in chosen]
-    if as_json:
-        sys.stdout.write(json.dumps(records, default=str) + "\n")
-        return
-    table = Table(title=Text(f"Trials of {loaded.study_name}"), title_justify="left")
-    for column in ("#", "state", "value", "epochs", "duration", "params"):
-        table.add_column(column, justify="right" if column in ("#", "value", "epochs",
-                                                                "duration") else "left")
-    for record in records:
-        params = ", ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
-        duration = record["duration_s"]
-        table.add_row(*map(Text, (  # stored strings: never markup (see status)
-            str(record["number"]), record["state"].lower(),
-            f"{record['value']:.4f}" if record["value"] is not None else "-",
-            str(record["user_attrs"].get(EPOCHS_RUN_ATTR, "-")),
-            f"{duration:.1f} s" if duration is not None else "-", params)))
-    stdout.print(table)
+    reads.trials(storage, study, states=[s.value for s in state] if state else None, top=top,
+                 as_json=as_json)
 
 
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-@app.command()
+@app.command(help=HELP['evaluate'])
 @_user_errors
 def evaluate(
     study: StoredStudyArg,
@@ -547,7 +378,6 @@ def evaluate(
     device: Annotated[str | None, typer.Option(
         help="cpu or cuda [default: cuda when available]", show_default=False)] = None,
 ) -> None:
-    """Measure the best (or given) trial's test-set accuracy once, and record it on the study."""
     from hpo.results.evaluate import evaluate as run_evaluation
     from hpo.storage.attributes import metric_name
 
@@ -571,7 +401,7 @@ def evaluate(
         stdout.print(f"Recorded on the study (from its {result.source} model).", markup=False)
 
 
-@app.command()
+@app.command(help=HELP['report'])
 @_user_errors
 def report(
     study: StoredStudyArg,
@@ -580,7 +410,6 @@ def report(
         "--output", "-o", help="Folder for the PNGs and summary.md [default: reports/STUDY]",
         show_default=False)] = None,
 ) -> None:
-    """Write the study's plots (PNG) and a Markdown summary that links them."""
     from hpo.results.report import default_folder, write_report
 
     loaded = _load(storage, study)
@@ -600,7 +429,7 @@ def report(
 # -- dashboard ----------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=HELP['dashboard'])
 @_user_errors
 def dashboard(
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
@@ -609,7 +438,6 @@ def dashboard(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8080,
 ) -> None:
-    """Serve optuna-dashboard on the study storage, with the checkpoint artifacts."""
     from hpo.results.dashboard import create_server, url_of
 
     logs.to_console(stderr)
@@ -623,11 +451,3 @@ def dashboard(
         pass
     finally:
         server.server_close()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

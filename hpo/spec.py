@@ -23,6 +23,9 @@ RECORDED = ("study", "definition", "sampler", "pruner", "epochs", "seed", "synth
             "options", "total")
 # Seeds are recorded on the study and must fit the samplers' 32-bit seeds.
 MAX_SEED = 2**31 - 1
+# Generous ceilings that keep every count inside the 64-bit counters workers share.
+MAX_TRIALS = 1_000_000
+MAX_EPOCHS = 100_000
 # Seconds between a running trial's heartbeats, and without one before it counts as lost.
 HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 30

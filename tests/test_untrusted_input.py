@@ -23,8 +23,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from typer.testing import CliRunner
 
-from hpo.cli import MAX_EPOCHS, MAX_TRIALS, app
-from hpo.spec import MAX_SEED
+from hpo.cli import app
+from hpo.spec import MAX_EPOCHS, MAX_SEED, MAX_TRIALS
 from tests.helpers import copy_of_mnist, make_spec, run_inline, write_idx
 
 runner = CliRunner()

@@ -23,8 +23,8 @@ from hpo.errors import HpoError
 if TYPE_CHECKING:
     from hpo.train.trial_run import TrialRun
 
-__all__ = ["Dataset", "HpoError", "Splits", "StudyDefinition", "TrialRun", "suggest",
-           "__version__"]
+__all__ = ["Dataset", "HpoError", "Splits", "StudyDefinition", "TrialRun", "__version__",
+           "suggest"]
 
 
 def __getattr__(name: str) -> Any:

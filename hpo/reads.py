@@ -80,8 +80,8 @@ def _program() -> str:
     main = sys.modules.get("__main__")
     package = getattr(main, "__package__", None)
     if not package:
-        return os.path.basename(sys.argv[0])
-    stem = os.path.splitext(os.path.basename(getattr(main, "__file__", "") or ""))[0]
+        return Path(sys.argv[0]).name
+    stem = Path(getattr(main, "__file__", "") or "").stem
     return f"python -m {package}" + ("" if stem == "__main__" else f".{stem}")
 
 
@@ -96,7 +96,7 @@ def _parse(command: str, args: Sequence[str]) -> dict[str, Any] | None:
         name, equals, value = token.partition("=")
         if token in flags:
             given[flags[token]] = True
-        elif name in valued and token.startswith("--") or token in valued:
+        elif (name in valued and token.startswith("--")) or token in valued:
             if not equals:
                 if not rest:
                     return None

@@ -18,12 +18,15 @@ tests/studies/test_logreg_loss.py, together with Question 1's claims about logis
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hpo import StudyDefinition, suggest
+
+if TYPE_CHECKING:
+    from hpo import TrialRun
 
 SEARCH_SPACE = {
     "loss": CategoricalDistribution(["cross_entropy", "mse"]),
@@ -38,7 +41,7 @@ def build_model(params: Mapping[str, Any]):
     return MLP(28 * 28, [], 10)
 
 
-def objective(trial: optuna.Trial, run) -> float:
+def objective(trial: optuna.Trial, run: TrialRun) -> float:
     params = suggest(trial, SEARCH_SPACE)
     run.seed_init(params["init_seed"])  # the init seed is a searched parameter here
     return run.fit(build_model(params), lr=params["lr"], batch_size=100, loss=params["loss"])

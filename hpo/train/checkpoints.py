@@ -11,6 +11,7 @@ With workers on several machines, point HPO_ARTIFACT_DIR at a folder they all sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -109,10 +110,8 @@ class CheckpointKeeper:
         ranked = sorted(kept, key=lambda n: kept[n]["value"], reverse=self.maximize)
         for number in ranked[self.keep:]:
             artifact_id = kept[number]["artifact_id"]
-            try:
+            with contextlib.suppress(ArtifactNotFound):  # another worker evicted it first
                 self.store.remove(artifact_id)
-            except ArtifactNotFound:  # another worker evicted it first
-                pass
             storage, study_id = _optuna.storage_of(self.study), _optuna.study_id_of(self.study)
             storage.set_study_system_attr(study_id, f"{CHECKPOINT_PREFIX}{number}", None)
             # The same removal the dashboard's delete button makes, so it stops listing it.

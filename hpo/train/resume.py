@@ -9,7 +9,7 @@ draws the data order) and the curve reported so far. The retry loads it, reports
 again, so the pruner sees the same curve as an unbroken run, and trains only the epochs left.
 
 One file per trial, ``<artifact_dir>/resume/<study>/<original trial number>.pt``, replaced
-whole each epoch (a temporary file, then ``os.replace``), and deleted when the worker records
+whole each epoch (a temporary file, then an atomic rename), and deleted when the worker records
 the trial's end. A retry of a retry uses its original trial's file. Files are read with
 ``torch.load(weights_only=True)``; one that is unreadable or was written for another trial
 (other study, params, seed, training settings or network) is ignored with a warning, and the
@@ -86,8 +86,8 @@ class ResumePoint:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"format": FORMAT, **self.identity, "values": list(values),
                         "training": dict(training)}, temporary)
-            os.replace(temporary, self.path)
-        except Exception as error:  # noqa: BLE001 - a resume point is never worth a trial
+            temporary.replace(self.path)
+        except Exception as error:  # a resume point is never worth a trial
             with contextlib.suppress(OSError):
                 temporary.unlink()
             if not self._save_failed:
@@ -105,7 +105,7 @@ class ResumePoint:
             return None
         try:
             point = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - garbage, truncated, or not weights only
+        except Exception as error:
             self.ignore(f"it cannot be read ({first_line(error, limit=200)})")
             return None
         problem = self._mismatch(point)

@@ -53,7 +53,7 @@ class PgBouncer:
                "LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": str(self.port),
                "POOL_SIZE": str(POOL_SIZE), "MAX_CLIENT_CONN": "200",
                "CONFIG_DIR": str(self.root / "config")}
-        self.log = open(self.root / "log", "w")  # noqa: SIM115 - closed in stop()
+        self.log = (self.root / "log").open("w")  # closed in stop()
         self.process = subprocess.Popen(["bash", str(ENTRYPOINT)], env=env, user=user,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -34,7 +34,7 @@ def test_sigkill_mid_trial_retries_same_params_and_meets_budget(tmp_path: Path) 
                          "--heartbeat-interval", "1", "--grace-period", "3")
     victim = wait_for(lambda: running_trials(url, "mnist-mlp"), what="a trial mid-way")[0]
     os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
-    out, err = launch.communicate(timeout=300)
+    _out, err = launch.communicate(timeout=300)
     assert launch.returncode == 0, err
 
     trials = load_trials(url)
@@ -61,7 +61,7 @@ def test_stopping_the_launcher_leaves_nothing_running(tmp_path: Path, signals) -
     for sig in signals:
         launch.send_signal(sig)
         time.sleep(0.3)
-    out, err = launch.communicate(timeout=120)
+    _out, err = launch.communicate(timeout=120)
     assert launch.returncode == 130, err
     assert time.monotonic() - started < 60
     trials = load_trials(url)
@@ -82,7 +82,7 @@ def many_short_trials(url: str, mnist_dir: Path, *, workers: int = 4, trials: in
     launch = hpo_process("launch", "logreg-loss", "--trials", str(trials), "--workers",
                          str(workers), "--epochs", "1", "--storage", url, "--data-dir",
                          str(mnist_dir), "--sampler", "random", "--keep-checkpoints", "0")
-    out, err = launch.communicate(timeout=600)
+    _out, err = launch.communicate(timeout=600)
     assert launch.returncode == 0, err
     assert "database is locked" not in err
     done = load_trials(url, "logreg-loss")

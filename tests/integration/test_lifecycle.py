@@ -196,7 +196,7 @@ def test_a_relaunch_after_a_power_cut_leaves_nothing_running(tmp_path: Path, mni
 
     second = launches("launch", "mnist-mlp", "--trials", "1", *data, "--epochs", "1",
                       "--storage", url, "--pruner", "none", *hb)
-    out, err = second.communicate(timeout=300)
+    _out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     trials = trials_of(url)
     assert not [t.number for t in trials if t.state == TrialState.RUNNING], err

@@ -83,7 +83,7 @@ def test_total_stops_workers_on_every_machine(postgres_url: str, mnist_dir: Path
                            "--data-dir", str(mnist_dir), "--keep-checkpoints", "0")
                for _ in range(2)]
     for worker in workers:
-        out, err = worker.communicate(timeout=300)
+        _out, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
     trials = trials_of(postgres_url, "logreg-loss")
     # The count and the new trial are made under the study's lock: exactly the total.
@@ -106,7 +106,7 @@ def test_lost_machine_trial_is_failed_by_heartbeat_and_retried(postgres_url: str
     machine_a.wait()
     machine_b = hpo_process("worker", "mnist-mlp", "--storage", postgres_url, "--trials", "3",
                             *hb)
-    out, err = machine_b.communicate(timeout=300)
+    _out, err = machine_b.communicate(timeout=300)
     assert machine_b.returncode == 0, err
     trials = trials_of(postgres_url, "mnist-mlp")
     lost = trials[victim.number]

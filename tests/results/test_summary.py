@@ -29,7 +29,7 @@ def test_trials_lists_filters_and_ranks(finished_study) -> None:
     top = json.loads(runner.invoke(app, ["trials", "mnist-mlp", "--storage", url, "--top", "2",
                                          "--json"]).stdout)
     values = [r["value"] for r in records if r["state"] == "COMPLETE"]
-    assert [r["value"] for r in top][0] == max(values) and len(top) == 2
+    assert next(r["value"] for r in top) == max(values) and len(top) == 2
     pruned = json.loads(runner.invoke(app, ["trials", "mnist-mlp", "--storage", url,
                                             "--state", "pruned", "--json"]).stdout)
     assert pruned and all(r["state"] == "PRUNED" for r in pruned)

@@ -188,8 +188,7 @@ def test_the_environment_is_restored_even_when_starting_fails(monkeypatch: pytes
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     (slot,) = plan_workers(gpus="1", gpu_ids=["0", "1"], cores=2)
-    with pytest.raises(RuntimeError, match="spawn failed"):
-        with supervisor._child_environment(slot):
-            assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
-            raise RuntimeError("spawn failed")
+    with pytest.raises(RuntimeError, match="spawn failed"), supervisor._child_environment(slot):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+        raise RuntimeError("spawn failed")
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" and "OMP_NUM_THREADS" not in os.environ

@@ -53,7 +53,7 @@ def test_the_grid_sampler_walks_the_definition_s_grid() -> None:
 
 
 def test_grid_without_a_grid_is_refused() -> None:
-    with pytest.raises(HpoError, match="^Study toy has no grid: use --sampler tpe or random.$"):
+    with pytest.raises(HpoError, match=r"^Study toy has no grid: use --sampler tpe or random\.$"):
         make_sampler("grid", replace(DEFINITION, grid=None), seed=0)
 
 
@@ -115,8 +115,8 @@ def test_unknown_names_are_refused_in_one_sentence(make, name: str, message: str
 
 
 def test_a_definition_naming_an_unknown_algorithm_is_refused() -> None:
-    with pytest.raises(ValueError, match="Unknown sampler 'bayes' in study 'toy': use one of "
-                                         "tpe, random, grid."):
+    with pytest.raises(ValueError, match=r"Unknown sampler 'bayes' in study 'toy': use one of "
+                                         r"tpe, random, grid\."):
         replace(DEFINITION, sampler="bayes")
     with pytest.raises(ValueError, match="Unknown pruner 'patient' in study 'toy'"):
         replace(DEFINITION, pruner="patient")

@@ -112,7 +112,7 @@ def test_minimize_turns_the_floor_into_a_ceiling() -> None:
 
 
 def test_a_negative_margin_is_refused() -> None:
-    with pytest.raises(ValueError, match="cannot be negative but got -0.1"):
+    with pytest.raises(ValueError, match=r"cannot be negative but got -0\.1"):
         GuardedPruner(optuna.pruners.NopPruner(), baseline_margin=-0.1)
 
 

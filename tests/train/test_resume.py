@@ -289,7 +289,7 @@ def test_a_killed_worker_s_trial_resumes_at_epoch_7_in_a_real_launch(
         victim = wait_for(at_epoch_7, timeout=540, interval=0.02, what="trial 0 at epoch 7")
         killed_at = len(victim.intermediate_values)
         os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
-        out, err = process.communicate(timeout=540)
+        _out, err = process.communicate(timeout=540)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -61,8 +61,8 @@ def test_report_records_each_epoch_and_stops_a_rejected_trial_with_the_reason() 
     seen = []
     run = TrialRun(trial, TOY, make_spec(""), on_epoch=lambda epoch, value: seen.append(epoch))
     run.report(0.8, 1)
-    with pytest.raises(optuna.TrialPruned, match="val_accuracy 0.3000 at epoch 2 is below the "
-                                                 "floor 0.5"):
+    with pytest.raises(optuna.TrialPruned, match=r"val_accuracy 0\.3000 at epoch 2 is below "
+                                                 r"the floor 0\.5"):
         run.report(0.3, 2)
     assert study.trials[0].intermediate_values == {1: 0.8, 2: 0.3}
     assert seen == [1, 2] and run.epochs_run == 2 and run.seconds_per_epoch >= 0

@@ -27,11 +27,12 @@ def assert_nothing_running(trials: list[optuna.trial.FrozenTrial]) -> None:
     assert not stuck, f"trials left RUNNING: {stuck}"
 
 
-def test_sigkill_mid_trial_retries_same_params_and_meets_budget(tmp_path: Path) -> None:
+def test_sigkill_mid_trial_retries_same_params_and_meets_budget(tmp_path: Path,
+                                                                mnist_dir: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     launch = hpo_process("launch", "mnist-mlp", "--trials", "4", "--workers", "2",
-                         "--synthetic", "--epochs", "3", "--storage", url, "--seed", "3",
-                         "--heartbeat-interval", "1", "--grace-period", "3")
+                         "--data-dir", str(mnist_dir), "--epochs", "10", "--storage", url,
+                         "--seed", "3", "--heartbeat-interval", "1", "--grace-period", "3")
     victim = wait_for(lambda: running_trials(url, "mnist-mlp"), what="a trial mid-way")[0]
     os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
     _out, err = launch.communicate(timeout=300)
@@ -52,10 +53,12 @@ def test_sigkill_mid_trial_retries_same_params_and_meets_budget(tmp_path: Path) 
 @pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM],
                                      [signal.SIGINT, signal.SIGINT]],
                          ids=["ctrl-c", "sigterm", "double-ctrl-c"])
-def test_stopping_the_launcher_leaves_nothing_running(tmp_path: Path, signals) -> None:
+def test_stopping_the_launcher_leaves_nothing_running(tmp_path: Path, mnist_dir: Path,
+                                                      signals) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     launch = hpo_process("launch", "mnist-mlp", "--trials", "20", "--workers", "2",
-                         "--synthetic", "--epochs", "50", "--storage", url, "--pruner", "none")
+                         "--data-dir", str(mnist_dir), "--epochs", "50", "--storage", url,
+                         "--pruner", "none")
     wait_for(lambda: len(running_trials(url, "mnist-mlp")) == 2, what="two running trials")
     started = time.monotonic()
     for sig in signals:

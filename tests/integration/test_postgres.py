@@ -92,13 +92,15 @@ def test_total_stops_workers_on_every_machine(postgres_url: str, mnist_dir: Path
 
 
 @pytest.mark.slow
-def test_lost_machine_trial_is_failed_by_heartbeat_and_retried(postgres_url: str) -> None:
+def test_lost_machine_trial_is_failed_by_heartbeat_and_retried(postgres_url: str,
+                                                               mnist_dir: Path) -> None:
     """Worker A (a whole machine) dies mid-trial; worker B's heartbeat check fails A's trial
     after the grace period and runs it again with the same params."""
-    hb = ["--heartbeat-interval", "1", "--grace-period", "3"]
-    setup = runner.invoke(app, ["launch", "mnist-mlp", "--trials", "1", "--synthetic",
-                                "--epochs", "2", "--storage", postgres_url, "--pruner", "none"])
-    assert setup.exit_code == 0, setup.stderr
+    from hpo.run import launch
+
+    hb = ["--heartbeat-interval", "1", "--grace-period", "3", "--data-dir", str(mnist_dir)]
+    launch.prepare(launch.Plan.of(make_spec(postgres_url, epochs=10, pruner="none",
+                                            data_dir=str(mnist_dir))))  # the study, no trial
     machine_a = hpo_process("worker", "mnist-mlp", "--storage", postgres_url, "--trials", "3",
                             *hb, new_session=True)
     victim = wait_for(lambda: running_trials(postgres_url, "mnist-mlp"), what="A's trial")[0]
@@ -186,11 +188,13 @@ def test_worker_rides_out_database_outages(restartable_postgres, mnist_dir: Path
 
 
 @pytest.mark.slow
-def test_launch_survives_a_database_restart_mid_trial(restartable_postgres) -> None:
+def test_launch_survives_a_database_restart_mid_trial(restartable_postgres,
+                                                      mnist_dir: Path) -> None:
     server = restartable_postgres
     url = server.url()
-    launch = hpo_process("launch", "mnist-mlp", "--trials", "3", "--synthetic", "--epochs", "3",
-                         "--storage", url, "--pruner", "none", "--heartbeat-interval", "1")
+    launch = hpo_process("launch", "mnist-mlp", "--trials", "3", "--data-dir", str(mnist_dir),
+                         "--epochs", "10", "--storage", url, "--pruner", "none",
+                         "--heartbeat-interval", "1")
     wait_for(lambda: running_trials(url, "mnist-mlp"), what="a trial mid-way")
     server.stop("immediate")
     time.sleep(5)

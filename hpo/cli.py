@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(name="hpo", help=DESCRIPTION, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
-stdout = plain.console()
 stderr = plain.console(err=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,15 +110,14 @@ def list_studies() -> None:
         try:
             definition = registry.load_installed(study)
         except HpoError as error:
-            stdout.print(f"{study.name:<{width}}  (cannot be loaded: {error})", markup=False)
+            plain.say(f"{study.name:<{width}}  (cannot be loaded: {error})")
             continue
         defaults = (f"{definition.sampler}/{definition.pruner}, {definition.epochs} epochs, "
                     f"{definition.trials} trials")
-        stdout.print(f"{definition.name:<{width}}  {definition.summary}  [{defaults}]",
-                     markup=False)
+        plain.say(f"{definition.name:<{width}}  {definition.summary}  [{defaults}]")
     if not found:
-        stdout.print("No studies are installed: run 'hpo launch my_study.py' with a file of "
-                     "your own.")
+        plain.say("No studies are installed: run 'hpo launch my_study.py' with a file of "
+                  "your own.")
 
 
 # -- hpo launch / hpo worker --------------------------------------------------------------
@@ -144,21 +142,17 @@ def _launch(plan: Plan, *, dry_run: bool, dashboard_port: int | None = None) -> 
 
 
 def _print_plan(spec: LaunchSpec, masked: str) -> None:
-    stdout.print(f"study:    {spec.study_name} (definition {spec.definition}, from "
-                 f"{spec.study})", markup=False)
-    stdout.print(f"storage:  {masked}", markup=False)
+    plain.say(f"study:    {spec.study_name} (definition {spec.definition}, from {spec.study})")
+    plain.say(f"storage:  {masked}")
     budget = spec.trials if spec.trials is not None else "until stopped"
     total = f", study-wide total {spec.total}" if spec.total is not None else ""
     # The recorded spec comes from storage: nothing in it is markup.
-    stdout.print(f"budget:   {budget} trial(s){total}, {spec.epochs} epoch(s) each",
-                 markup=False)
-    stdout.print(f"search:   sampler {spec.sampler}, pruner {spec.pruner}, seed {spec.seed}",
-                 markup=False)
-    stdout.print(f"data:     {'synthetic' if spec.synthetic else spec.data_dir}", markup=False)
+    plain.say(f"budget:   {budget} trial(s){total}, {spec.epochs} epoch(s) each")
+    plain.say(f"search:   sampler {spec.sampler}, pruner {spec.pruner}, seed {spec.seed}")
+    plain.say(f"data:     {'synthetic' if spec.synthetic else spec.data_dir}")
     for slot in spec.slots:
         gpu = f", CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices}" if slot.device != "cpu" else ""
-        stdout.print(f"worker {slot.index} -> {slot.device}{gpu}, {slot.threads} thread(s)",
-                     markup=False)
+        plain.say(f"worker {slot.index} -> {slot.device}{gpu}, {slot.threads} thread(s)")
 
 
 def _print_summary(summary: Summary, storage_url: str) -> None:
@@ -168,17 +162,16 @@ def _print_summary(summary: Summary, storage_url: str) -> None:
     whose = "its worker" if summary.lost == 1 else "their workers"
     more = (f"; {summary.lost} more lost with {whose} (failed, and queued again with the same "
             "params)") if summary.lost else ""
-    stdout.print(f"Study {summary.study_name} on {summary.storage}: {summary.finished} trial(s) "
-                 f"finished in this launch ({shown or 'none'}){more}.", markup=False)
+    plain.say(f"Study {summary.study_name} on {summary.storage}: {summary.finished} trial(s) "
+              f"finished in this launch ({shown or 'none'}){more}.")
     if summary.wasted is not None:
-        stdout.print(f"Wasted epochs: {summary.wasted.describe(summary.metric)}.", markup=False)
+        plain.say(f"Wasted epochs: {summary.wasted.describe(summary.metric)}.")
     best = summary.best
     if best is not None and best.value is not None:
-        stdout.print(f"Best {summary.metric} {best.value:.4f} (trial {best.number}):",
-                     markup=False)
+        plain.say(f"Best {summary.metric} {best.value:.4f} (trial {best.number}):")
         for name, value in best.params.items():
-            stdout.print(f"  {name:<12} {value}", markup=False)
-    stdout.print(f"Watch it with: {watch_command(storage_url)}", markup=False)
+            plain.say(f"  {name:<12} {value}")
+    plain.say(f"Watch it with: {watch_command(storage_url)}")
 
 
 def watch_command(storage_url: str) -> str:
@@ -390,15 +383,13 @@ def evaluate(
     result = run_evaluation(loaded, trial_number=trial, data_dir=data_dir,
                             artifact_dir=settings.resolve_artifact_dir(), device=device,
                             retrain=retrain, again=again)
-    stdout.print(f"Test accuracy of trial {result.trial} of {loaded.study_name}: "
-                 f"{result.test_accuracy:.4f} ({result.test_accuracy:.2%}) on {result.images} "
-                 f"test images; its {metric_name(loaded)} was {result.val_value:.4f}.",
-                 markup=False)
+    plain.say(f"Test accuracy of trial {result.trial} of {loaded.study_name}: "
+              f"{result.test_accuracy:.4f} ({result.test_accuracy:.2%}) on {result.images} "
+              f"test images; its {metric_name(loaded)} was {result.val_value:.4f}.")
     if result.recorded_before:
-        stdout.print(f"(Recorded on {result.measured_at}; pass --again to measure again.)",
-                     markup=False)
+        plain.say(f"(Recorded on {result.measured_at}; pass --again to measure again.)")
     else:
-        stdout.print(f"Recorded on the study (from its {result.source} model).", markup=False)
+        plain.say(f"Recorded on the study (from its {result.source} model).")
 
 
 @app.command(help=HELP['report'])
@@ -423,7 +414,7 @@ def report(
         raise HpoError(f"Cannot write the report into {folder} ({error.strerror or error}): "
                        "pass --output with a folder you can write to.") from None
     for path in [*pngs, summary_file]:
-        stdout.print(str(path), markup=False)
+        plain.say(str(path))
 
 
 # -- dashboard ----------------------------------------------------------------------------

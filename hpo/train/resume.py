@@ -1,20 +1,13 @@
 """Resume points: a trial's training state, saved every epoch, so that its retry goes on from there.
 
-A worker that dies mid-trial (killed, out of host memory, its machine lost) leaves its trial
-RUNNING; the launcher, or the next worker's heartbeat check, fails it and queues a retry with
-the same params (Optuna's ``RetryHeartbeatStaleTrialCallback``). Every epoch, ``TrialRun.fit``
-writes the trial's resume point: the network's and optimizer's state, the step of the learning
-rate schedule, the random number generators (torch's CPU and CUDA ones and the generator that
-draws the data order) and the curve reported so far. The retry loads it, reports that curve
-again, so the pruner sees the same curve as an unbroken run, and trains only the epochs left.
-
-One file per trial, ``<artifact_dir>/resume/<study>/<original trial number>.pt``, replaced
-whole each epoch (a temporary file, then an atomic rename), and deleted when the worker records
-the trial's end. A retry of a retry uses its original trial's file. Files are read with
-``torch.load(weights_only=True)``; one that is unreadable or was written for another trial
-(other study, params, seed, training settings or network) is ignored with a warning, and the
-retry trains from scratch. Workers on several machines share resume points only through a
-shared ``HPO_ARTIFACT_DIR``.
+Every epoch, ``TrialRun.fit`` writes the network's and optimizer's state, the schedule's step,
+the random generators and the curve so far to ``<artifact_dir>/resume/<study>/<original trial
+number>.pt`` (replaced whole: a temporary file, then an atomic rename; deleted when the trial
+ends). The retry of a trial whose worker died loads it, reports that curve again, so the pruner
+sees an unbroken run, and trains only the epochs left; a retry of a retry uses its original's
+file. A file that is unreadable (read with ``weights_only=True``) or was written for another
+trial, study, seed, training settings or network is ignored with a warning. Workers on several
+machines share resume points only through a shared ``HPO_ARTIFACT_DIR``.
 """
 
 from __future__ import annotations

@@ -48,7 +48,10 @@ def _split(url: str) -> _Parts:
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``, safe to print or log."""
-    parts = _split(url)
+    return _masked(url, _split(url))
+
+
+def _masked(url: str, parts: _Parts) -> str:
     if parts.password is None:
         return _PASSWORD_IN_QUERY.sub(r"\1***", url)
     masked = f"{parts.prefix}{parts.user}:***@{parts.rest}"
@@ -75,10 +78,9 @@ def _port_of(rest: str) -> str | None:
     return port if colon else None
 
 
-def _check_parts(url: str, masked: str) -> None:
+def _check_parts(parts: _Parts, masked: str) -> None:
     """Refuse what SQLAlchemy would parse differently from what the user meant, naming no part
     of the password."""
-    parts = _split(url)
     if parts.user is not None and "@" in f"{parts.user}:{parts.password or ''}":
         raise HpoError(
             f"The user name or password in storage URL '{masked}' holds an unencoded '@', so "
@@ -130,8 +132,9 @@ def check_storage_url(url: str, *, must_exist: bool = False) -> StorageUrl:
     import sqlalchemy.exc
     from sqlalchemy.engine import make_url
 
-    masked = mask_url(url)
-    _check_parts(url, masked)
+    parts = _split(url)
+    masked = _masked(url, parts)
+    _check_parts(parts, masked)
     try:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):

@@ -31,8 +31,8 @@ def svhn_trial(device: str, epochs: int, subset: float) -> None:
 
     from hpo.run import launch
     from hpo.run.budget import LocalBudget
-    from hpo.run.devices import WorkerSlot
     from hpo.run.worker import Worker
+    from hpo.spec import WorkerSlot
     from hpo.train import backbones
     from tests.helpers import make_spec
 
@@ -67,9 +67,9 @@ def svhn_trial(device: str, epochs: int, subset: float) -> None:
             spec = make_spec(url, "svhn-backbone", study_name=name, synthetic=True,
                              epochs=epochs, options=options, trials=1, data_dir=scratch,
                              mixed_precision=mixed)
-            launch.prepare(spec, launch.open_for(spec)).study.enqueue_trial(params)
+            launch.prepare(launch.Plan.of(spec)).study.enqueue_trial(params)
             slot = WorkerSlot(0, "cpu" if device == "cpu" else "cuda:0", "0", 1)
-            Worker(spec, slot, budget=LocalBudget(1)).run()
+            Worker(spec, launch.Plan.of(spec).definition, slot, budget=LocalBudget(1)).run()
             trial = optuna.load_study(study_name=name, storage=url).trials[0]
             print(f"svhn_{label}_state={trial.state.name}")
             print(f"svhn_{label}_device={trial.user_attrs.get('device')}")

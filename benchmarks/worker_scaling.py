@@ -28,7 +28,7 @@ from hpo import registry
 from hpo.definition import suggest
 from hpo.settings import cpu_count
 from hpo.storage import records as study_store
-from hpo.storage.database import open_storage
+from hpo.storage.engine import open_storage
 
 
 def draw_params(study: str, n: int, seed: int) -> list[dict]:

@@ -9,27 +9,22 @@ What a study file uses is exported here (see the README's "Your own study"):
 - :func:`suggest`: suggest every parameter of a search space at once;
 - :class:`HpoError`: raise it with one sentence for a problem the user can fix.
 
-``TrialRun`` is imported on first use, so ``import hpo`` does not import torch.
+``TrialRun`` and ``__version__`` are looked up on first use, so ``import hpo`` imports neither
+torch nor importlib.metadata (a read command's start pays for neither).
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("hpo")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
-from hpo.definition import Dataset, Splits, StudyDefinition, suggest  # noqa: E402
-from hpo.errors import HpoError  # noqa: E402
+from hpo.definition import Dataset, Splits, StudyDefinition, suggest
+from hpo.errors import HpoError
 
 if TYPE_CHECKING:
     from hpo.train.trial_run import TrialRun
 
-__all__ = ["Dataset", "HpoError", "Splits", "StudyDefinition", "TrialRun", "suggest",
-           "__version__"]
+__all__ = ["Dataset", "HpoError", "Splits", "StudyDefinition", "TrialRun", "__version__",
+           "suggest"]
 
 
 def __getattr__(name: str) -> Any:
@@ -37,4 +32,11 @@ def __getattr__(name: str) -> Any:
         from hpo.train.trial_run import TrialRun
 
         return TrialRun
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("hpo")
+        except PackageNotFoundError:  # a source tree that is not installed
+            return "0.0.0+unknown"
     raise AttributeError(f"module 'hpo' has no attribute {name!r}")

@@ -8,18 +8,22 @@ Optuna.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
+    import sqlalchemy
     from optuna.storages import BaseStorage, RDBStorage, _CachedStorage
+    from optuna.storages import _CachedStorage as CachedStorage  # noqa: F401  (typed here)
 
 
 def __getattr__(name: str) -> Any:
     # Optuna wraps every RDBStorage in this cache when a study opens it by URL. hpo subclasses
-    # it (hpo.storage.database.ResilientStorage) so that its retries sit under the cache, as
+    # it (hpo.storage.retry.ResilientStorage) so that its retries sit under the cache, as
     # Optuna's own storage does; there is no public base class for a caching storage. Imported
     # on first use, so that the read-only commands, which use the SQL below, never import optuna.
     if name == "CachedStorage":
@@ -27,6 +31,7 @@ def __getattr__(name: str) -> Any:
 
         return _CachedStorage
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # optuna.artifacts records a study-level artifact as a study system attribute under this prefix,
 # and optuna-dashboard's delete button overwrites it with JSON null. There is no public call to
@@ -64,6 +69,35 @@ def trial_id_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     """The trial's id in storage (not its number): storage calls such as record_heartbeat and
     set_trial_state_values take it, and neither Trial nor FrozenTrial exposes a public one."""
     return trial._trial_id
+
+
+@contextlib.contextmanager
+def calls_on(rdb: RDBStorage, connection: sqlalchemy.Connection) -> Iterator[None]:
+    """Run the storage's calls inside the block on ``connection``, within its transaction.
+
+    RDBStorage opens a session per call from its ``scoped_session`` attribute, and no public
+    call lets a caller bind those sessions to a transaction of its own. hpo swaps in sessions
+    that join ``connection``'s transaction as savepoints, so several calls commit or roll back
+    together (hpo.storage.transactions)."""
+    import sqlalchemy.orm
+
+    saved = rdb.scoped_session
+    sessions = sqlalchemy.orm.scoped_session(sqlalchemy.orm.sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint"))
+    rdb.scoped_session = sessions
+    try:
+        yield
+    finally:
+        rdb.scoped_session = saved
+        sessions.remove()
+
+
+def grid_points_tried(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
+    """The grid points (GridSampler's indices) that ``trials`` finished. GridSampler records
+    each trial's point as the system attribute "grid_id", and says only whether every point
+    was tried (is_exhausted), not how many are left, which a launch's budget needs."""
+    return {t.system_attrs["grid_id"] for t in trials
+            if "grid_id" in t.system_attrs and t.state.is_finished()}
 
 
 def enter_optimize_loop(study: optuna.Study) -> None:

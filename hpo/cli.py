@@ -1,73 +1,46 @@
 """The ``hpo`` command line: flags in, output out.
 
 Each command turns its flags into a call to the module that does the work (hpo.run.launch,
-hpo.results.*) and prints the result: results on stdout, logs, progress and errors on stderr.
-A problem the user can fix ends the command with one sentence and a non-zero exit code, never
-a traceback. Heavy imports are deferred to the commands that need them: the commands that only
-read a study (status, best, trials, export) never import torch.
+hpo.reads, hpo.results.*) and prints the result: results on stdout, logs, progress and errors
+on stderr. A problem the user can fix ends the command with one sentence and a non-zero exit
+code, never a traceback. ``hpo`` starts in hpo/__main__.py, which answers the read commands
+before this module (Typer, Rich) is imported; their Typer commands here run the same code.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from hpo import settings
+from hpo import logs, plain, reads, settings
+from hpo.commands import DESCRIPTION, HELP
+from hpo.definition import PRUNER_NAMES, SAMPLER_NAMES
 from hpo.errors import HpoError
-from hpo.search.algorithms import PRUNERS, SAMPLERS
-from hpo.spec import MAX_SEED
+from hpo.spec import GRACE_PERIOD, HEARTBEAT_INTERVAL, MAX_EPOCHS, MAX_SEED, MAX_TRIALS
 
 if TYPE_CHECKING:
     import optuna
 
+    from hpo.run.launch import Plan, Summary
     from hpo.spec import LaunchSpec
-    from hpo.storage.database import ResilientStorage
 
-app = typer.Typer(
-    name="hpo",
-    help="Hyperparameter optimization for deep-learning training on shared Optuna studies.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-# Piped output (scripts, CI) gets wide tables instead of rich's 80-column default.
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-stderr = Console(stderr=True, highlight=False)
+app = typer.Typer(name="hpo", help=DESCRIPTION, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+stderr = plain.console(err=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Generous ceilings that keep every count inside the 64-bit counters workers share.
-MAX_TRIALS = 1_000_000
-MAX_EPOCHS = 100_000
-
-Sampler = Enum("Sampler", {name: name for name in SAMPLERS}, type=str)  # type: ignore[misc]
-Pruner = Enum("Pruner", {name: name for name in PRUNERS}, type=str)  # type: ignore[misc]
-
-
-class ExportFormat(StrEnum):
-    csv = "csv"
-    json = "json"
-
-
-class State(StrEnum):
-    complete = "complete"
-    pruned = "pruned"
-    fail = "fail"
-    running = "running"
-    waiting = "waiting"
+Sampler = Enum("Sampler", {name: name for name in SAMPLER_NAMES}, type=str)  # type: ignore[misc]
+Pruner = Enum("Pruner", {name: name for name in PRUNER_NAMES}, type=str)  # type: ignore[misc]
+ExportFormat = StrEnum("ExportFormat", {name: name for name in reads.FORMATS})  # type: ignore[misc]
+State = StrEnum("State", {name: name for name in reads.STATES})  # type: ignore[misc]
 
 
 # -- shared options -----------------------------------------------------------------------
@@ -117,71 +90,18 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _setup_logging(level: int = logging.INFO) -> None:
-    from rich.logging import RichHandler
-
-    root = logging.getLogger()
-    if not any(isinstance(h, RichHandler) for h in root.handlers):
-        root.handlers[:] = [RichHandler(console=stderr, show_path=False, markup=False,
-                                        rich_tracebacks=False)]
-    root.setLevel(level)
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
-
-
-def _open(storage: str) -> ResilientStorage:
-    from hpo.storage.database import open_storage
-
-    return open_storage(storage, must_exist=True)
-
-
 def _load(storage: str, study: str) -> optuna.Study:
     from hpo.storage import records
+    from hpo.storage.engine import open_storage
 
-    return records.load(_open(storage), study)
-
-
-def _read(storage: str, names: list[str] | None) -> list[Any]:
-    """The studies ``names`` (None: all), read only, for status, best, trials and export.
-
-    Straight from the tables where it can (hpo.storage.snapshot: no optuna, SQLAlchemy or
-    torch, so these commands answer in well under a second), else through Optuna."""
-    from hpo.storage import snapshot
-    from hpo.storage.urls import mask_url
-
-    reader = snapshot.open_snapshot(storage)
-    if reader is not None:
-        try:
-            known = reader.study_names()
-            for name in names or []:
-                if name not in known:
-                    raise snapshot.no_such_study(name, known, mask_url(storage))
-            return [reader.load(name) for name in (known if names is None else names)]
-        except HpoError:
-            raise
-        except Exception as error:  # another Optuna schema: read it through Optuna
-            logging.getLogger(__name__).debug("Reading through Optuna: %s", error)
-        finally:
-            reader.close()
-    import optuna
-
-    from hpo.storage import records
-
-    store = _open(storage)
-    chosen = records.study_names(store) if names is None else names
-    return [records.load(store, name) if names is not None
-            else optuna.load_study(study_name=name, storage=store) for name in chosen]
+    return records.load(open_storage(storage, must_exist=True), study)
 
 
 # -- hpo studies --------------------------------------------------------------------------
 
 
-@app.command("studies")
+@app.command("studies", help=HELP["studies"])
 def list_studies() -> None:
-    """List the studies hpo can run: built-in and installed (the hpo.studies entry points)."""
     from hpo import registry
 
     found = registry.installed()
@@ -190,135 +110,68 @@ def list_studies() -> None:
         try:
             definition = registry.load_installed(study)
         except HpoError as error:
-            stdout.print(f"{study.name:<{width}}  (cannot be loaded: {error})", markup=False)
+            plain.say(f"{study.name:<{width}}  (cannot be loaded: {error})")
             continue
         defaults = (f"{definition.sampler}/{definition.pruner}, {definition.epochs} epochs, "
                     f"{definition.trials} trials")
-        stdout.print(f"{definition.name:<{width}}  {definition.summary}  [{defaults}]",
-                     markup=False)
+        plain.say(f"{definition.name:<{width}}  {definition.summary}  [{defaults}]")
     if not found:
-        stdout.print("No studies are installed: run 'hpo launch my_study.py' with a file of "
-                     "your own.")
+        plain.say("No studies are installed: run 'hpo launch my_study.py' with a file of "
+                  "your own.")
 
 
 # -- hpo launch / hpo worker --------------------------------------------------------------
 
 
-def _options(subset: float | None, weights: str | None) -> dict[str, Any]:
-    """The study-specific options given on the command line (None: not given)."""
-    if subset is not None and not 0 < subset <= 1:
-        raise HpoError(f"--subset must be a fraction in (0, 1], not {subset}.")
-    if weights is not None and weights not in ("imagenet", "none"):
-        raise HpoError(f"--weights must be imagenet or none, not {weights!r}.")
-    return {"subset": subset, "weights": weights}
-
-
-def _check_options(spec: LaunchSpec, given: dict[str, Any]) -> None:
-    from hpo import registry
-
-    definition = registry.resolve(spec.study).definition
-    for key, value in given.items():
-        if value is not None and key not in definition.options:
-            raise HpoError(f"--{key} does not apply to {definition.name}: it has "
-                           f"{', '.join('--' + k for k in definition.options) or 'no options'}.")
-
-
-def _run(spec: LaunchSpec, *, dry_run: bool, dashboard_port: int | None,
-         require_new_budget: bool) -> None:
-    """Prepare the study, run its workers with a progress view, and print the summary."""
+def _launch(plan: Plan, *, dry_run: bool, dashboard_port: int | None = None) -> None:
+    """Print the plan of a dry run, or run the launch and print its summary."""
     from hpo.run import launch
-    from hpo.run.progress import LaunchProgress
-    from hpo.storage.urls import mask_url
+    from hpo.run.supervisor import EXIT_INTERRUPTED
 
-    masked = mask_url(spec.storage_url)
     if dry_run:
-        _print_plan(spec, masked)
+        _print_plan(plan.spec, plan.location.masked)
         return
-    _setup_logging()
-    if dashboard_port is not None:
-        from hpo.results.dashboard import check_port
-
-        check_port("127.0.0.1", dashboard_port)  # refuse before the study is written
-    storage = launch.open_for(spec)
-    prepared = launch.prepare(spec, storage)
-    if prepared.note:
-        logging.getLogger("hpo").warning(prepared.note)
-    if dashboard_port is not None:
-        from hpo.results.dashboard import start_in_background
-
-        url = start_in_background(spec.storage_url, port=dashboard_port,
-                                  artifact_dir=spec.artifact_dir)
-        stderr.print(f"Dashboard: {url}", markup=False)
-    from hpo import registry
-
-    definition = registry.resolve(spec.study).definition
-    progress = LaunchProgress(
-        console=stderr, study_name=spec.study_name, storage_label=masked,
-        metric=definition.metric_name, maximize=definition.maximize,
-        budget=prepared.budget, epochs=spec.epochs, slots=list(spec.slots),
-    )
-    result = launch.run(spec, storage, prepared, progress)
-    _print_summary(prepared.study, result.trials, masked, spec.storage_url)
+    logs.to_console(stderr)
+    result = launch.execute(plan, console=stderr, dashboard_port=dashboard_port)
+    _print_summary(result.summary, plan.spec.storage_url)
     if result.interrupted:
         stderr.print("Stopped before the budget was spent; launch again to add the rest.")
-        raise typer.Exit(launch.EXIT_INTERRUPTED)
-    if prepared.budget is not None and result.counted < prepared.budget and require_new_budget:
-        raise HpoError(f"Only {result.counted} of {prepared.budget} trials finished because "
-                       f"worker(s) {', '.join(map(str, result.failed_slots)) or '?'} kept "
-                       "failing: see the errors above.")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.shortfall:
+        raise HpoError(result.shortfall)
 
 
 def _print_plan(spec: LaunchSpec, masked: str) -> None:
-    stdout.print(f"study:    {spec.study_name} (definition {spec.definition}, from "
-                 f"{spec.study})", markup=False)
-    stdout.print(f"storage:  {masked}", markup=False)
+    plain.say(f"study:    {spec.study_name} (definition {spec.definition}, from {spec.study})")
+    plain.say(f"storage:  {masked}")
     budget = spec.trials if spec.trials is not None else "until stopped"
     total = f", study-wide total {spec.total}" if spec.total is not None else ""
     # The recorded spec comes from storage: nothing in it is markup.
-    stdout.print(f"budget:   {budget} trial(s){total}, {spec.epochs} epoch(s) each",
-                 markup=False)
-    stdout.print(f"search:   sampler {spec.sampler}, pruner {spec.pruner}, seed {spec.seed}",
-                 markup=False)
-    stdout.print(f"data:     {'synthetic' if spec.synthetic else spec.data_dir}", markup=False)
+    plain.say(f"budget:   {budget} trial(s){total}, {spec.epochs} epoch(s) each")
+    plain.say(f"search:   sampler {spec.sampler}, pruner {spec.pruner}, seed {spec.seed}")
+    plain.say(f"data:     {'synthetic' if spec.synthetic else spec.data_dir}")
     for slot in spec.slots:
         gpu = f", CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices}" if slot.device != "cpu" else ""
-        stdout.print(f"worker {slot.index} -> {slot.device}{gpu}, {slot.threads} thread(s)",
-                     markup=False)
+        plain.say(f"worker {slot.index} -> {slot.device}{gpu}, {slot.threads} thread(s)")
 
 
-def _print_summary(study: optuna.Study, ran: list[int], masked: str, storage_url: str
-                   ) -> None:
-    """The launch's results: the trials its own workers ran (not a concurrent launch's).
-
-    "Finished in this launch" counts what the budget counts: every trial its workers ran to an
-    end, except those lost with their worker (failed and queued again: the retry counts in
-    their place), so the states listed add up to the total."""
-    from hpo.results import summary
-    from hpo.storage.records import FAIL_REASON_ATTR, LOST_REASON, metric_name
-
-    numbers = set(ran)
-    new = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
-    lost = {t.number for t in new if t.state.name == "FAIL"
-            and str(t.user_attrs.get(FAIL_REASON_ATTR, "")).startswith(LOST_REASON)}
-    counted = [t for t in new if t.state.is_finished() and t.number not in lost]
-    states = {state: sum(t.state.name == state for t in counted)
-              for state in summary.STATE_ORDER}
-    shown = ", ".join(f"{n} {state.lower()}" for state, n in states.items() if n)
-    whose = "its worker" if len(lost) == 1 else "their workers"
-    more = (f"; {len(lost)} more lost with {whose} (failed, and queued again with the same "
-            "params)") if lost else ""
-    stdout.print(f"Study {study.study_name} on {masked}: {len(counted)} trial(s) finished in "
-                 f"this launch ({shown or 'none'}){more}.", markup=False)
-    metric = metric_name(study)
-    wasted = summary.wasted_epochs(study, new)
-    if wasted is not None:
-        stdout.print(f"Wasted epochs: {wasted.describe(metric)}.", markup=False)
-    best = summary.best_trial_or_none(study)
+def _print_summary(summary: Summary, storage_url: str) -> None:
+    """The trials this launch's workers ran: the states listed add up to the total, and the
+    trials lost with their worker are listed apart, since their retries count instead."""
+    shown = ", ".join(f"{n} {state.lower()}" for state, n in summary.states.items())
+    whose = "its worker" if summary.lost == 1 else "their workers"
+    more = (f"; {summary.lost} more lost with {whose} (failed, and queued again with the same "
+            "params)") if summary.lost else ""
+    plain.say(f"Study {summary.study_name} on {summary.storage}: {summary.finished} trial(s) "
+              f"finished in this launch ({shown or 'none'}){more}.")
+    if summary.wasted is not None:
+        plain.say(f"Wasted epochs: {summary.wasted.describe(summary.metric)}.")
+    best = summary.best
     if best is not None and best.value is not None:
-        stdout.print(f"Best {metric} {best.value:.4f} (trial {best.number}):", markup=False)
+        plain.say(f"Best {summary.metric} {best.value:.4f} (trial {best.number}):")
         for name, value in best.params.items():
-            stdout.print(f"  {name:<12} {value}", markup=False)
-    stdout.print(f"Watch it with: {watch_command(storage_url)}", markup=False)
+            plain.say(f"  {name:<12} {value}")
+    plain.say(f"Watch it with: {watch_command(storage_url)}")
 
 
 def watch_command(storage_url: str) -> str:
@@ -344,7 +197,7 @@ def _slots(gpus: str, workers: int | None, workers_per_gpu: int, threads: int | 
                               threads=threads))
 
 
-@app.command()
+@app.command(help=HELP['launch'])
 @_user_errors
 def launch(
     study: StudyArg,
@@ -385,35 +238,28 @@ def launch(
         "--dashboard", help="Serve optuna-dashboard beside the workers")] = False,
     dashboard_port: Annotated[int, typer.Option(
         min=1, max=65535, help="Port for --dashboard")] = 8080,
-    heartbeat_interval: HeartbeatOpt = 10,
-    grace_period: GraceOpt = 30,
+    heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
+    grace_period: GraceOpt = GRACE_PERIOD,
     keep_checkpoints: KeepOpt = 3,
 ) -> None:
-    """Create or resume a study and run trials on it with one worker per GPU (or CPU workers).
-
-    Launching an existing study resumes it and adds --trials trials; settings not given are
-    those the study was last launched with.
-    """
     from hpo.run import launch as launching
 
-    options = _options(subset, weights)
-    spec = launching.build_spec(
+    plan = launching.plan(
         study, worker=False, study_name=study_name, storage_url=storage,
         data_dir=str(data_dir),
         flags={"trials": trials, "sampler": sampler.value if sampler else None,
                "pruner": pruner.value if pruner else None, "epochs": epochs, "seed": seed,
-               "synthetic": True if synthetic else None, "total": total, "options": options},
+               "synthetic": True if synthetic else None, "total": total,
+               "options": {"subset": subset, "weights": weights}},
         slots=_slots(gpus, workers, workers_per_gpu, threads),
         heartbeat_interval=heartbeat_interval, grace_period=grace_period,
         artifact_dir=str(settings.resolve_artifact_dir()), keep_checkpoints=keep_checkpoints,
         dry_run=dry_run,
     )
-    _check_options(spec, options)
-    _run(spec, dry_run=dry_run, dashboard_port=dashboard_port if dashboard else None,
-         require_new_budget=True)
+    _launch(plan, dry_run=dry_run, dashboard_port=dashboard_port if dashboard else None)
 
 
-@app.command()
+@app.command(help=HELP['worker'])
 @_user_errors
 def worker(
     study: Annotated[str | None, typer.Argument(
@@ -435,22 +281,16 @@ def worker(
         "launch's]", show_default=False)] = None,
     data_dir: DataDirOpt = settings.DEFAULT_DATA_DIR,
     dry_run: DryRunOpt = False,
-    heartbeat_interval: HeartbeatOpt = 10,
-    grace_period: GraceOpt = 30,
+    heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
+    grace_period: GraceOpt = GRACE_PERIOD,
     keep_checkpoints: KeepOpt = 3,
 ) -> None:
-    """Join a study from this machine, with the spec its launch recorded.
-
-    The study's recorded reference (a name, file or module) must resolve here too. If the study
-    does not exist yet, it is created with the definition's defaults, so every machine can run
-    the same command.
-    """
     from hpo.run import launch as launching
 
     if study is None and study_name is None:
         raise HpoError("Which study? Give it (hpo worker mnist-mlp, hpo worker my_study.py) or "
                        "its --study-name.")
-    spec = launching.build_spec(
+    plan = launching.plan(
         study, worker=True, study_name=study_name, storage_url=storage, data_dir=str(data_dir),
         flags={"trials": trials, "total": total},
         slots=_slots(gpus, workers, workers_per_gpu, threads),
@@ -458,73 +298,33 @@ def worker(
         artifact_dir=str(settings.resolve_artifact_dir()), keep_checkpoints=keep_checkpoints,
         dry_run=dry_run,
     )
-    _run(spec, dry_run=dry_run, dashboard_port=None, require_new_budget=False)
+    _launch(plan, dry_run=dry_run)
 
 
-# -- reading results (no torch on these paths) --------------------------------------------
+# -- reading results: hpo.reads, also without Typer -------------------------------------
 
 
-@app.command()
+@app.command(help=HELP["status"])
 @_user_errors
 def status(
     study: Annotated[str | None, typer.Argument(
         help="Only this study [default: every study in storage]", show_default=False)] = None,
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
 ) -> None:
-    """Trials by state, best value and last activity, per study."""
-    from hpo.results import summary
-    from hpo.storage.urls import mask_url
-
-    found_studies = _read(storage, [study] if study else None)
-    if not found_studies:
-        stdout.print(f"No studies in {mask_url(storage)} yet: start one with 'hpo launch'.",
-                     markup=False)
-        return
-    # Names and attributes come from storage, which anyone with the dashboard can write: every
-    # cell is a Text, which rich never reads as markup.
-    table = Table(title=Text(f"Studies in {mask_url(storage)}"), title_justify="left")
-    for column in ("study", "definition", "dataset", *[s.lower() for s in summary.STATE_ORDER],
-                   "best", "last activity"):
-        table.add_column(column, justify="right" if column not in
-                         ("study", "definition", "dataset", "last activity") else "left")
-    for stored in found_studies:
-        found = summary.summarize(stored)
-        best = (f"{found.best_value:.4f} (#{found.best_trial})"
-                if found.best_value is not None else "-")
-        last = found.last_activity.strftime("%Y-%m-%d %H:%M:%S") \
-            if found.last_activity else "-"
-        table.add_row(*map(Text, (found.name, found.definition, found.dataset,
-                                  *[str(found.counts[s]) for s in summary.STATE_ORDER], best,
-                                  last)))
-    stdout.print(table)
+    reads.status(storage, study)
 
 
-@app.command()
+@app.command(help=HELP["best"])
 @_user_errors
 def best(
     study: StoredStudyArg,
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout")] = False,
 ) -> None:
-    """The best trial's value and params."""
-    from hpo.results import summary
-    from hpo.storage.attributes import metric_name
-
-    [loaded] = _read(storage, [study])
-    trial = summary.best_trial(loaded)
-    metric = metric_name(loaded)
-    if as_json:
-        payload = {"study": loaded.study_name, "metric": metric, "trial": trial.number,
-                   "value": trial.value, "params": trial.params}
-        sys.stdout.write(json.dumps(payload) + "\n")
-        return
-    stdout.print(f"Best {metric} of {loaded.study_name}: {trial.value:.4f} (trial "
-                 f"{trial.number})", markup=False)
-    for name, value in trial.params.items():
-        stdout.print(f"  {name:<12} {value}", markup=False)
+    reads.best(storage, study, as_json=as_json)
 
 
-@app.command()
+@app.command(help=HELP["export"])
 @_user_errors
 def export(
     study: StoredStudyArg,
@@ -535,33 +335,10 @@ def export(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="File to write [default: stdout]", show_default=False)] = None,
 ) -> None:
-    """Every trial of a study: state, value, params, attributes (and curves, in JSON)."""
-    from hpo.results import summary
-
-    [loaded] = _read(storage, [study])
-    chosen = format or (ExportFormat.json if output and output.suffix == ".json"
-                        else ExportFormat.csv)
-    text = summary.export_json(loaded) if chosen == ExportFormat.json \
-        else summary.export_csv(loaded)
-    if output is None:
-        sys.stdout.write(text)
-        return
-    if not output.parent.exists():
-        raise HpoError(f"The folder '{output.parent}' for --output does not exist: create it "
-                       "first.")
-    if output.is_dir():
-        raise HpoError(f"--output {output} is a folder: give a file name, e.g. "
-                       f"{output / ('trials.' + chosen.value)}.")
-    try:
-        output.write_text(text)
-    except OSError as error:
-        raise HpoError(f"Cannot write {output} ({error.strerror or error}): choose a path you "
-                       "can write to.") from None
-    stderr.print(f"Wrote {len(loaded.get_trials())} trial(s) of {loaded.study_name} to {output}.",
-                 markup=False)
+    reads.export(storage, study, format=format.value if format else None, output=output)
 
 
-@app.command()
+@app.command(help=HELP["trials"])
 @_user_errors
 def trials(
     study: StoredStudyArg,
@@ -573,41 +350,11 @@ def trials(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout")] = False,
 ) -> None:
-    """List trials: number, state, value, params, duration and epochs."""
-    from hpo.results import summary
-    from hpo.storage.attributes import EPOCHS_RUN_ATTR
-
-    [loaded] = _read(storage, [study])
-    chosen: Sequence[Any] = loaded.get_trials(deepcopy=False)
-    if state:
-        wanted = {s.value.upper() for s in state}
-        chosen = [t for t in chosen if t.state.name in wanted]
-    if top:
-        chosen = summary.ranked(loaded, chosen)[:top]
-    records = [summary.trial_record(t) for t in chosen]
-    if as_json:
-        sys.stdout.write(json.dumps(records, default=str) + "\n")
-        return
-    table = Table(title=Text(f"Trials of {loaded.study_name}"), title_justify="left")
-    for column in ("#", "state", "value", "epochs", "duration", "params"):
-        table.add_column(column, justify="right" if column in ("#", "value", "epochs",
-                                                                "duration") else "left")
-    for record in records:
-        params = ", ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
-        duration = record["duration_s"]
-        table.add_row(*map(Text, (  # stored strings: never markup (see status)
-            str(record["number"]), record["state"].lower(),
-            f"{record['value']:.4f}" if record["value"] is not None else "-",
-            str(record["user_attrs"].get(EPOCHS_RUN_ATTR, "-")),
-            f"{duration:.1f} s" if duration is not None else "-", params)))
-    stdout.print(table)
+    reads.trials(storage, study, states=[s.value for s in state] if state else None, top=top,
+                 as_json=as_json)
 
 
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-@app.command()
+@app.command(help=HELP['evaluate'])
 @_user_errors
 def evaluate(
     study: StoredStudyArg,
@@ -624,11 +371,10 @@ def evaluate(
     device: Annotated[str | None, typer.Option(
         help="cpu or cuda [default: cuda when available]", show_default=False)] = None,
 ) -> None:
-    """Measure the best (or given) trial's test-set accuracy once, and record it on the study."""
     from hpo.results.evaluate import evaluate as run_evaluation
-    from hpo.storage.records import metric_name
+    from hpo.storage.attributes import metric_name
 
-    _setup_logging()
+    logs.to_console(stderr)
     loaded = _load(storage, study)
     if device is None:
         import torch
@@ -637,18 +383,16 @@ def evaluate(
     result = run_evaluation(loaded, trial_number=trial, data_dir=data_dir,
                             artifact_dir=settings.resolve_artifact_dir(), device=device,
                             retrain=retrain, again=again)
-    stdout.print(f"Test accuracy of trial {result.trial} of {loaded.study_name}: "
-                 f"{result.test_accuracy:.4f} ({result.test_accuracy:.2%}) on {result.images} "
-                 f"test images; its {metric_name(loaded)} was {result.val_value:.4f}.",
-                 markup=False)
+    plain.say(f"Test accuracy of trial {result.trial} of {loaded.study_name}: "
+              f"{result.test_accuracy:.4f} ({result.test_accuracy:.2%}) on {result.images} "
+              f"test images; its {metric_name(loaded)} was {result.val_value:.4f}.")
     if result.recorded_before:
-        stdout.print(f"(Recorded on {result.measured_at}; pass --again to measure again.)",
-                     markup=False)
+        plain.say(f"(Recorded on {result.measured_at}; pass --again to measure again.)")
     else:
-        stdout.print(f"Recorded on the study (from its {result.source} model).", markup=False)
+        plain.say(f"Recorded on the study (from its {result.source} model).")
 
 
-@app.command()
+@app.command(help=HELP['report'])
 @_user_errors
 def report(
     study: StoredStudyArg,
@@ -657,7 +401,6 @@ def report(
         "--output", "-o", help="Folder for the PNGs and summary.md [default: reports/STUDY]",
         show_default=False)] = None,
 ) -> None:
-    """Write the study's plots (PNG) and a Markdown summary that links them."""
     from hpo.results.report import default_folder, write_report
 
     loaded = _load(storage, study)
@@ -671,13 +414,13 @@ def report(
         raise HpoError(f"Cannot write the report into {folder} ({error.strerror or error}): "
                        "pass --output with a folder you can write to.") from None
     for path in [*pngs, summary_file]:
-        stdout.print(str(path), markup=False)
+        plain.say(str(path))
 
 
 # -- dashboard ----------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=HELP['dashboard'])
 @_user_errors
 def dashboard(
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
@@ -686,10 +429,9 @@ def dashboard(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8080,
 ) -> None:
-    """Serve optuna-dashboard on the study storage, with the checkpoint artifacts."""
     from hpo.results.dashboard import create_server, url_of
 
-    _setup_logging()
+    logs.to_console(stderr)
     server = create_server(storage, host=host, port=port,
                            artifact_dir=settings.resolve_artifact_dir())
     stderr.print(f"Dashboard on {url_of(server)} (Ctrl-C stops it)", soft_wrap=True,
@@ -700,11 +442,3 @@ def dashboard(
         pass
     finally:
         server.server_close()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

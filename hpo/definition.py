@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from hpo.storage.attributes import BASELINE_ATTR  # noqa: F401  (where studies look for it)
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     import optuna
@@ -26,6 +24,12 @@ if TYPE_CHECKING:
     from hpo.train.trial_run import TrialRun
 
 DIRECTIONS = ("maximize", "minimize")
+# The samplers and pruners a definition (and --sampler, --pruner) may name; hpo.search.algorithms
+# builds each from its name.
+SamplerName = Literal["tpe", "random", "grid"]
+PrunerName = Literal["leaders", "asha", "hyperband", "median", "none"]
+SAMPLER_NAMES: tuple[SamplerName, ...] = get_args(SamplerName)
+PRUNER_NAMES: tuple[PrunerName, ...] = get_args(PrunerName)
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,8 @@ class StudyDefinition:
     direction: str = "maximize"
     epochs: int = 10
     trials: int = 50
-    sampler: str = "tpe"
-    pruner: str = "leaders"
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "leaders"
     # Grid for --sampler grid: every searched parameter must have a list of values.
     grid: Mapping[str, Sequence[Any]] | None = None
     # Params enqueued once when the study is created, so it always shows a known result.
@@ -118,8 +122,6 @@ class StudyDefinition:
     check_ready: Callable[[Mapping[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
-        from hpo.search.algorithms import PRUNERS, SAMPLERS
-
         where = f"study {self.name!r}"
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"A study definition needs a non-empty name, not {self.name!r}.")
@@ -131,12 +133,12 @@ class StudyDefinition:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"The direction of {where} must be maximize or minimize, not "
                              f"{self.direction!r}.")
-        if self.sampler not in SAMPLERS:
+        if self.sampler not in SAMPLER_NAMES:
             raise ValueError(f"Unknown sampler {self.sampler!r} in {where}: use one of "
-                             f"{', '.join(SAMPLERS)}.")
-        if self.pruner not in PRUNERS:
+                             f"{', '.join(SAMPLER_NAMES)}.")
+        if self.pruner not in PRUNER_NAMES:
             raise ValueError(f"Unknown pruner {self.pruner!r} in {where}: use one of "
-                             f"{', '.join(PRUNERS)}.")
+                             f"{', '.join(PRUNER_NAMES)}.")
         if self.epochs < 1 or self.trials < 1:
             raise ValueError(f"The epochs and trials of {where} must be at least 1.")
         if self.grid is not None:

@@ -15,3 +15,14 @@ class HpoError(Exception):
     def __init__(self, message: str, *, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_line(error: BaseException, *, typed: bool = False, limit: int | None = None) -> str:
+    """The first line of ``error``'s message, for a sentence that quotes it: its type's name if
+    it has none, prefixed with the type (``typed``), cut at ``limit`` characters."""
+    lines = str(error).strip().splitlines()
+    name = type(error).__name__
+    if not lines:
+        return name
+    text = f"{name}: {lines[0]}" if typed else lines[0]
+    return text[:limit] if limit is not None else text

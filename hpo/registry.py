@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any
 
 from hpo.definition import StudyDefinition
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 
 ENTRY_POINT_GROUP = "hpo.studies"
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -69,8 +69,8 @@ def load_installed(study: InstalledStudy) -> StudyDefinition:
     try:
         loaded = EntryPoint(study.name, study.source, ENTRY_POINT_GROUP).load()
     except Exception as error:
-        raise HpoError(f"Could not load {where}: {_first_line(error)}; reinstall that package, "
-                       "or fix the module it names.") from None
+        raise HpoError(f"Could not load {where}: {first_line(error, typed=True)}; reinstall that "
+                       "package, or fix the module it names.") from None
     if not isinstance(loaded, StudyDefinition):
         raise HpoError(f"{_capital(where)} is a {type(loaded).__name__}, not a hpo.StudyDefinition:"
                        " its package registers the wrong object.")
@@ -83,6 +83,16 @@ def load_installed(study: InstalledStudy) -> StudyDefinition:
 def resolve(reference: str) -> ResolvedStudy:
     """The definition ``reference`` names, or HpoError with one sentence saying why not."""
     return _resolve(reference.strip())
+
+
+def resolve_recorded(reference: str, study_name: str) -> ResolvedStudy:
+    """The definition a stored study was launched with, or HpoError saying that its recorded
+    reference does not resolve here (``hpo worker`` and ``hpo evaluate`` on another machine)."""
+    try:
+        return resolve(reference)
+    except HpoError as error:
+        raise HpoError(f"Study '{study_name}' was launched with the study '{reference}', which "
+                       f"does not resolve on this machine: {error}") from None
 
 
 @functools.cache
@@ -112,7 +122,7 @@ def _resolve(reference: str) -> ResolvedStudy:
             module = importlib.import_module(target)
         except Exception as error:
             raise HpoError(f"Could not import the study module '{target}': "
-                           f"{_first_line(error)}.") from None
+                           f"{first_line(error, typed=True)}.") from None
         definition = _pick(module, pick, where=f"module '{target}'")
         return ResolvedStudy(_not_shadowing(definition, reference), reference)
     known = ", ".join(installed_names()) or "none installed"
@@ -155,8 +165,8 @@ def _import_file(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
-        raise HpoError(f"Could not import the study file '{path}': {_first_line(error)}.") \
-            from None
+        raise HpoError(f"Could not import the study file '{path}': "
+                       f"{first_line(error, typed=True)}.") from None
     return module
 
 
@@ -202,11 +212,6 @@ def _listing(found: dict[int, tuple[str, StudyDefinition]]) -> str:
     if not found:
         return "no hpo.StudyDefinition"
     return ", ".join(f"{attribute} ('{d.name}')" for attribute, d in found.values())
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _capital(text: str) -> str:

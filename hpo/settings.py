@@ -23,10 +23,10 @@ FEATURE_DIR_ENV = "HPO_FEATURE_DIR"
 OFFLINE_ENV = "HPO_OFFLINE"
 # Test-only: "0" lets generated SVHN files through the checksum check (see README).
 VERIFY_CHECKSUMS_ENV = "HPO_VERIFY_CHECKSUMS"
-# Test-only: pretend this many GPUs are visible when planning workers (see hpo/devices.py).
+# Test-only: pretend this many GPUs are visible when planning workers (see hpo/run/devices.py).
 GPU_COUNT_ENV = "HPO_GPU_COUNT"
 # Seconds a launch's storage calls retry through a database outage before the launch gives up
-# (LaunchSpec.outage_tolerance, 120 by default). Tests shorten it.
+# (LaunchSpec.outage_tolerance). Tests shorten it.
 OUTAGE_TOLERANCE_ENV = "HPO_OUTAGE_TOLERANCE"
 DEFAULT_OUTAGE_TOLERANCE = 120.0
 
@@ -67,5 +67,6 @@ def outage_tolerance() -> float:
         seconds = -1.0
     if not 0 < seconds <= 86400:
         raise HpoError(f"{OUTAGE_TOLERANCE_ENV}={text!r} is not a number of seconds: set it "
-                       "between 1 and 86400, or unset it for the default of 120.")
+                       f"between 1 and 86400, or unset it for the default of "
+                       f"{DEFAULT_OUTAGE_TOLERANCE:g}.")
     return seconds

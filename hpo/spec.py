@@ -15,14 +15,37 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hpo.definition import StudyDefinition
-from hpo.run.devices import WorkerSlot
+from hpo import settings
+from hpo.definition import PrunerName, SamplerName, StudyDefinition
 
 # The fields stored on the study, shared by every worker on every machine.
 RECORDED = ("study", "definition", "sampler", "pruner", "epochs", "seed", "synthetic",
             "options", "total")
 # Seeds are recorded on the study and must fit the samplers' 32-bit seeds.
 MAX_SEED = 2**31 - 1
+# Generous ceilings that keep every count inside the 64-bit counters workers share.
+MAX_TRIALS = 1_000_000
+MAX_EPOCHS = 100_000
+# Seconds between a running trial's heartbeats, and without one before it counts as lost.
+HEARTBEAT_INTERVAL = 10
+GRACE_PERIOD = 30
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """One worker process of this machine: its device and CPU threads (hpo.run.devices plans
+    them)."""
+
+    index: int
+    device: str  # "cpu", or "cuda:N" with N counted among the GPUs hpo sees
+    cuda_visible_devices: str  # the child's CUDA_VISIBLE_DEVICES: "" hides every GPU
+    threads: int
+
+    @property
+    def label(self) -> str:
+        if self.device == "cpu":
+            return f"worker {self.index} (cpu)"
+        return f"worker {self.index} ({self.device}, GPU {self.cuda_visible_devices})"
 
 
 @dataclass(frozen=True)
@@ -30,8 +53,8 @@ class LaunchSpec:
     # -- recorded on the study ------------------------------------------------------------
     study: str  # the study reference: an installed name, an absolute file path or a module
     definition: str  # the definition's name, which a stored study must match
-    sampler: str
-    pruner: str
+    sampler: SamplerName
+    pruner: PrunerName
     epochs: int
     seed: int
     synthetic: bool
@@ -44,10 +67,10 @@ class LaunchSpec:
     artifact_dir: str | None = None
     slots: tuple[WorkerSlot, ...] = ()
     trials: int | None = None  # this launch's budget; None: until stopped or the total
-    heartbeat_interval: int = 10
-    grace_period: int = 30
+    heartbeat_interval: int = HEARTBEAT_INTERVAL
+    grace_period: int = GRACE_PERIOD
     keep_checkpoints: int = 3
-    outage_tolerance: float = 120.0
+    outage_tolerance: float = settings.DEFAULT_OUTAGE_TOLERANCE
     mixed_precision: bool = True
 
     def record(self) -> dict[str, Any]:

@@ -3,27 +3,23 @@
 Multinomial logistic regression on MNIST (no hidden layer), trained with either cross-entropy
 or mean squared error on the softmax probabilities. Cross-entropy is convex in the weights and
 MSE is not, so across learning rates and init seeds the dashboard shows cross-entropy
-converging faster and MSE's final accuracy spreading more with the initialisation.
-
-The report's Question 2 gets the opposite case wrong: it argues that a deep network with linear
-activations (at least one hidden layer) is convex in its weights under cross-entropy and MSE.
-It is convex under neither. The network computes ``x @ W1 @ W2``, a product of weights, so
-flipping the sign of both layers gives the same function and the same loss, while the midpoint
-of the two, all weights zero, has a higher loss: the convexity inequality fails. The origin is
-a saddle point, not a minimum. Both facts are checked numerically in
-tests/studies/test_logreg_loss.py, together with Question 1's claims about logistic regression
-(which hold).
+converging faster and MSE's final accuracy spreading more with the initialisation. The
+report's Question 2, and why a deep linear network is convex under neither loss:
+docs/decisions/2026-11-26-deep-linear-networks-are-not-convex.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hpo import StudyDefinition, suggest
+
+if TYPE_CHECKING:
+    from hpo import TrialRun
 
 SEARCH_SPACE = {
     "loss": CategoricalDistribution(["cross_entropy", "mse"]),
@@ -38,7 +34,7 @@ def build_model(params: Mapping[str, Any]):
     return MLP(28 * 28, [], 10)
 
 
-def objective(trial: optuna.Trial, run) -> float:
+def objective(trial: optuna.Trial, run: TrialRun) -> float:
     params = suggest(trial, SEARCH_SPACE)
     run.seed_init(params["init_seed"])  # the init seed is a searched parameter here
     return run.fit(build_model(params), lr=params["lr"], batch_size=100, loss=params["loss"])

@@ -10,12 +10,15 @@ The preset ``svhn-seed`` replays the seed's comparison.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hpo import StudyDefinition
+
+if TYPE_CHECKING:
+    from hpo import TrialRun
 
 BACKBONES = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet50", "resnet101"]
 BATCH_SIZES = [32, 64, 128, 256]
@@ -70,7 +73,7 @@ def train(run, *, backbone: str, finetune: str, input_size: int, lr: float,
     return run.fit(model, lr=lr, batch_size=batch_size, transform=transform, channels_last=True)
 
 
-def objective(trial: optuna.Trial, run) -> float:
+def objective(trial: optuna.Trial, run: TrialRun) -> float:
     from hpo.train.backbones import BACKBONES as SPECS
 
     backbone = trial.suggest_categorical("backbone", BACKBONES)
@@ -135,7 +138,7 @@ STUDY = StudyDefinition(
 SEED_BACKBONES = ["alexnet", "vgg16", "resnet18", "resnet50", "resnet101"]
 
 
-def seed_objective(trial: optuna.Trial, run) -> float:
+def seed_objective(trial: optuna.Trial, run: TrialRun) -> float:
     backbone = trial.suggest_categorical("backbone", SEED_BACKBONES)
     # Head only, 224 px, Adam lr 1e-3, batch 64, as in the report.
     return train(run, backbone=backbone, finetune="head", input_size=224, lr=1e-3, batch_size=64)

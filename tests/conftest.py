@@ -54,19 +54,45 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'hpo.db'}"
 
 
-@pytest.fixture
-def finished_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, Path]:
-    """A small real-format MNIST study with complete and pruned trials and checkpoints."""
-    url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    artifacts = tmp_path / "artifacts"
-    study = run_inline(make_spec(url, trials=5, epochs=2, pruner="median",
-                                 data_dir=str(mnist_dir), artifact_dir=str(artifacts),
-                                 keep_checkpoints=2, sampler="tpe"))
-    study.enqueue_trial({"lr": 0.1, "width": 256, "depth": 4, "shape": "funnel",
-                         "dropout": 0.0})
-    run_inline(make_spec(url, trials=1, epochs=2, pruner="median", data_dir=str(mnist_dir),
-                         artifact_dir=str(artifacts), keep_checkpoints=2))
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path
+                   ) -> tuple[str, Path]:
+    """A small real-format MNIST study with complete and pruned trials and checkpoints, trained
+    once per session: tests that only read it share it (finished_study_copy is for the others).
+    """
+    folder = tmp_path_factory.mktemp("finished")
+    url = f"sqlite:///{folder / 'hpo.db'}"
+    artifacts = folder / "artifacts"
+    with pytest.MonkeyPatch.context() as patch:  # the session's own isolated environment
+        patch.setenv("HPO_OFFLINE", "1")
+        patch.chdir(folder)
+        study = run_inline(make_spec(url, trials=5, epochs=2, pruner="median",
+                                     data_dir=str(mnist_dir), artifact_dir=str(artifacts),
+                                     keep_checkpoints=2, sampler="tpe"))
+        study.enqueue_trial({"lr": 0.1, "width": 256, "depth": 4, "shape": "funnel",
+                             "dropout": 0.0})
+        run_inline(make_spec(url, trials=1, epochs=2, pruner="median",
+                             data_dir=str(mnist_dir), artifact_dir=str(artifacts),
+                             keep_checkpoints=2))
     return url, artifacts
+
+
+@pytest.fixture
+def finished_study_copy(finished_study: tuple[str, Path], tmp_path: Path) -> tuple[str, Path]:
+    """A copy of finished_study (its database and checkpoints) that a test may change."""
+    import shutil
+    import sqlite3
+
+    url, artifacts = finished_study
+    copy = tmp_path / "copy"
+    shutil.copytree(artifacts, copy / "artifacts")
+    source = sqlite3.connect(url.removeprefix("sqlite:///"))
+    target = sqlite3.connect(copy / "hpo.db")
+    with target:
+        source.backup(target)  # consistent, whatever the write-ahead log still holds
+    source.close()
+    target.close()
+    return f"sqlite:///{copy / 'hpo.db'}", copy / "artifacts"
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------

@@ -41,8 +41,7 @@ def copy_of_mnist(source: Path, target: Path) -> Path:
 def make_spec(storage_url: str, study: str = "mnist-mlp", **overrides: Any):
     """A LaunchSpec with small, fast settings; override any field."""
     from hpo import registry
-    from hpo.run.devices import WorkerSlot
-    from hpo.spec import LaunchSpec
+    from hpo.spec import LaunchSpec, WorkerSlot
 
     definition = registry.resolve(study).definition
     fields: dict[str, Any] = dict(
@@ -56,15 +55,22 @@ def make_spec(storage_url: str, study: str = "mnist-mlp", **overrides: Any):
     return LaunchSpec(**fields)
 
 
+def make_worker(spec, **kwargs: Any):
+    """A worker of ``spec``'s first slot, in this process, as a worker process makes it."""
+    from hpo import registry
+    from hpo.run.worker import Worker
+
+    return Worker(spec, registry.resolve(spec.study).definition, spec.slots[0], **kwargs)
+
+
 def run_inline(spec, *, worker_trials: int | None = None):
     """Create or resume the study and run one worker in this process (no subprocesses)."""
     from hpo.run import launch
     from hpo.run.budget import LocalBudget
-    from hpo.run.worker import Worker
 
-    prepared = launch.prepare(spec, launch.open_for(spec))
+    prepared = launch.prepare(launch.Plan.of(spec))
     budget = LocalBudget(worker_trials if worker_trials is not None else prepared.budget)
-    worker = Worker(spec, spec.slots[0], budget=budget)
+    worker = make_worker(spec, budget=budget)
     worker.run()
     return worker.study
 
@@ -76,7 +82,7 @@ def pruned_only_study(folder: Path) -> str:
 
     from hpo import registry
     from hpo.storage import records
-    from hpo.storage.database import open_storage
+    from hpo.storage.engine import open_storage
 
     url = f"sqlite:///{folder / 'e.db'}"
     seed_preset = registry.resolve("mnist-mlp-seed").definition

@@ -6,7 +6,7 @@ Clients connect over TCP with a password, as real workers do, so URL masking is 
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import os
 import shutil
 import socket
@@ -25,8 +25,8 @@ def find_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
 
 
 def unavailable_reason() -> str | None:
@@ -83,10 +83,8 @@ class PostgresServer:
         self._run(find_binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:

@@ -40,7 +40,7 @@ def assert_user_error(result, *needles: str) -> None:
 
 def create_study(spec) -> None:
     """Create the study as a launch does, without training any trial."""
-    launch.prepare(spec, launch.open_for(spec))
+    launch.prepare(launch.Plan.of(spec))
 
 
 def studies_in(db: Path) -> list[str]:

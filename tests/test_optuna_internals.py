@@ -11,7 +11,7 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage
 
 from hpo import _optuna
-from hpo.storage.database import open_storage
+from hpo.storage.engine import open_storage
 
 
 @pytest.fixture
@@ -95,3 +95,34 @@ def test_running_trials_read_heartbeats_and_start_times(study: optuna.Study) -> 
     assert 0 <= found[beating.number].heartbeat_age < 60
     now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     assert abs((now - found[silent.number].started_utc).total_seconds()) < 60
+
+
+def test_calls_inside_calls_on_join_the_connection_s_transaction(study: optuna.Study) -> None:
+    """A rolled-back transaction takes every storage call made inside it along."""
+    storage = _optuna.storage_of(study)
+    rdb = _optuna.backend_of(storage)
+    trial_id = _optuna.trial_id_of(study.ask())
+    with rdb.engine.connect() as connection:
+        transaction = connection.begin()
+        with _optuna.calls_on(rdb, connection):
+            rdb.set_trial_user_attr(trial_id, "k", "v")
+            assert rdb.get_trial(trial_id).user_attrs == {"k": "v"}  # seen inside
+        transaction.rollback()
+    assert rdb.get_trial(trial_id).user_attrs == {}
+    rdb.set_trial_user_attr(trial_id, "k", "after")  # the storage's own sessions are back
+    assert rdb.get_trial(trial_id).user_attrs == {"k": "after"}
+
+
+def test_grid_sampling_records_each_trial_s_point(sqlite_url: str) -> None:
+    study = optuna.create_study(storage=sqlite_url, sampler=optuna.samplers.GridSampler(
+        {"x": [0.0, 0.5, 1.0]}, seed=0))
+    _optuna.enter_optimize_loop(study)
+    for value in (1.0, None):  # one finished, one still running
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        if value is not None:
+            study.tell(trial, value)
+    finished, running = study.trials
+    assert finished.system_attrs["grid_id"] != running.system_attrs["grid_id"]
+    assert _optuna.grid_points_tried(study.get_trials()) == {finished.system_attrs["grid_id"]}
+    assert finished.system_attrs["grid_id"] in range(3)  # an index into the grid's points

@@ -179,3 +179,13 @@ def test_broken_plugins_are_named(site: Path, entry: str, body: str, message: st
     line = next(line for line in result.stdout.splitlines() if line.startswith("plug "))
     assert result.exit_code == 0 and "(cannot be loaded: " in line
     assert "mnist-mlp " in result.stdout
+
+
+def test_a_recorded_reference_that_does_not_resolve_here_says_so(tmp_path: Path) -> None:
+    gone = tmp_path / "gone.py"
+    with pytest.raises(HpoError) as raised:
+        registry.resolve_recorded(str(gone), "digits")
+    assert str(raised.value).startswith(
+        f"Study 'digits' was launched with the study '{gone}', which does not resolve on this "
+        f"machine: The study file '{gone}' does not exist")
+    assert registry.resolve_recorded("mnist-mlp", "s").definition.name == "mnist-mlp"

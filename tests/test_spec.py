@@ -47,3 +47,18 @@ def test_record_holds_exactly_the_shared_settings() -> None:
     assert "storage_url" not in record and "data_dir" not in record
 
 
+
+
+def test_the_data_model_imports_no_layer_above_it() -> None:
+    """definition.py and spec.py are what everything else builds on: they import neither the
+    engine (run, search, storage, train) nor optuna or torch, so nothing can circle back."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hpo.definition, hpo.spec; print(sorted(m for m in sys.modules if "
+            "m.split('.')[0] in ('optuna', 'torch') or m.startswith(('hpo.run', 'hpo.search', "
+            "'hpo.storage', 'hpo.train'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

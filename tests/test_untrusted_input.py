@@ -23,8 +23,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from typer.testing import CliRunner
 
-from hpo.cli import MAX_EPOCHS, MAX_TRIALS, app
-from hpo.spec import MAX_SEED
+from hpo.cli import app
+from hpo.spec import MAX_EPOCHS, MAX_SEED, MAX_TRIALS
 from tests.helpers import copy_of_mnist, make_spec, run_inline, write_idx
 
 runner = CliRunner()
@@ -234,8 +234,8 @@ def test_progress_panel_shows_a_nasty_study_name_literally() -> None:
 
     from rich.console import Console
 
-    from hpo.run.devices import WorkerSlot
     from hpo.run.progress import LaunchProgress
+    from hpo.spec import WorkerSlot
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=200, color_system=None)
@@ -549,7 +549,7 @@ def test_study_name_longer_than_the_column_is_refused_on_postgres(postgres_url: 
                     ["worker", "mnist-mlp", "--trials", "1"]):
         result = invoke(*command, "--study-name", "y" * 600, "--storage", postgres_url)
         assert_user_error(result, "is 600 characters long", "at most 512", secret=password)
-    from hpo.storage.database import open_storage
+    from hpo.storage.engine import open_storage
 
     assert open_storage(postgres_url).get_all_studies() == []
 

@@ -76,10 +76,6 @@ def dataset_of(definition: StudyDefinition, *, synthetic: bool = False) -> Datas
     return real.synthetic
 
 
-def describe(dataset: Dataset) -> str:
-    return dataset.name
-
-
 def prepare(dataset: Dataset, data_dir: Path) -> None:
     """Make sure the files are present and sound (downloading them if allowed), before any
     trial starts. Raises HpoError naming the file and what to do."""

@@ -16,7 +16,7 @@ import torch
 
 from hpo.data import Splits, download_lock, split_indices
 from hpo.data.synthetic import class_conditional_images
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.settings import offline
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,8 @@ def _download(data_dir: Path, where: str) -> None:
         for train in (True, False):
             MNIST(root=str(data_dir), train=train, download=True)
     except Exception as error:  # no network, DNS failure, HTTP errors, a full disk…
-        text = str(error).strip()
-        reason = text.splitlines()[0] if text else type(error).__name__
         raise HpoError(f"MNIST is not in {raw_dir(data_dir)} and could not be downloaded "
-                       f"({reason[:200]}): {where}.") from None
+                       f"({first_line(error, limit=200)}): {where}.") from None
 
 
 def _to_device(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:

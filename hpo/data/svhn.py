@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from hpo.data import Splits, download_lock, split_indices
 from hpo.data.synthetic import class_conditional_images
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.settings import offline, verify_checksums
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,8 @@ def _download(url: str, path: Path, md5: str, where: str) -> None:
         download_url(url, str(path.parent), path.name, md5)
     except Exception as error:
         path.unlink(missing_ok=True)
-        text = str(error).strip()
-        reason = text.splitlines()[0] if text else type(error).__name__
         raise HpoError(f"SVHN's {path.name} is not in {path.parent} and could not be "
-                       f"downloaded ({reason[:200]}): {where}.") from None
+                       f"downloaded ({first_line(error, limit=200)}): {where}.") from None
 
 
 def read_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,9 +85,8 @@ def read_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         mat = scipy.io.loadmat(str(path), variable_names=("X", "y"))
         images, labels = mat["X"], mat["y"]
     except Exception as error:  # scipy raises ValueError, OSError, TypeError, KeyError…
-        text = str(error).strip()
-        reason = text.splitlines()[0][:120] if text else type(error).__name__
-        raise HpoError(f"{path} cannot be read as an SVHN .mat file ({reason}): {FIX}.") from None
+        raise HpoError(f"{path} cannot be read as an SVHN .mat file ({first_line(error, limit=120)}):"
+                       f" {FIX}.") from None
     if images.ndim != 4 or images.shape[:3] != (32, 32, 3) or images.dtype != np.uint8 \
             or labels.size != images.shape[3]:
         raise HpoError(f"{path} does not hold SVHN's 32x32x3xN uint8 images with one label "

@@ -13,9 +13,13 @@ import socket
 import threading
 from pathlib import Path
 from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from hpo.errors import HpoError
+
+if TYPE_CHECKING:
+    from hpo.storage.retry import ResilientStorage
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +48,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _make_app(storage_url: str, artifact_dir: str | Path | None):
+def create_server(storage: str | ResilientStorage, *, host: str = "127.0.0.1",
+                  port: int = 8080, artifact_dir: str | Path | None = None) -> WSGIServer:
+    """Bind the dashboard's server on ``storage`` (a URL, or a launch's open storage), not
+    yet serving. HpoError if the port is taken."""
     import optuna_dashboard
 
-    from hpo.storage.database import open_storage
+    from hpo.storage.engine import open_storage
     from hpo.train.checkpoints import artifact_store
 
-    storage = open_storage(storage_url, must_exist=True)
-    store = artifact_store(artifact_dir) if artifact_dir else None
-    return optuna_dashboard.wsgi(storage, artifact_store=store)
-
-
-def create_server(storage_url: str, *, host: str = "127.0.0.1", port: int = 8080,
-                  artifact_dir: str | Path | None = None) -> WSGIServer:
-    """Bind the dashboard's server (not yet serving). HpoError if the port is taken."""
     if not is_loopback(host):
         log.warning(NO_AUTH_WARNING.format(host=host, port=port))
-    app = _make_app(storage_url, artifact_dir)
+    if isinstance(storage, str):
+        storage = open_storage(storage, must_exist=True)
+    store = artifact_store(artifact_dir) if artifact_dir else None
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:
         return make_server(host, port, app, server_class=_ThreadingServer,
                            handler_class=_QuietHandler)
@@ -96,9 +98,9 @@ def url_of(server: WSGIServer) -> str:
     return f"http://{shown}:{port}/"
 
 
-def start_in_background(storage_url: str, *, host: str = "127.0.0.1", port: int = 8080,
-                        artifact_dir: str | Path | None = None) -> str:
+def start_in_background(storage: str | ResilientStorage, *, host: str = "127.0.0.1",
+                        port: int = 8080, artifact_dir: str | Path | None = None) -> str:
     """Serve the dashboard from a daemon thread of this process; returns its URL."""
-    server = create_server(storage_url, host=host, port=port, artifact_dir=artifact_dir)
+    server = create_server(storage, host=host, port=port, artifact_dir=artifact_dir)
     threading.Thread(target=server.serve_forever, name="hpo-dashboard", daemon=True).start()
     return url_of(server)

@@ -19,10 +19,10 @@ from optuna.trial import TrialState
 
 from hpo import data, registry
 from hpo.definition import StudyDefinition
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.spec import LaunchSpec
 from hpo.storage import records
-from hpo.storage.records import EPOCHS_RUN_ATTR, TEST_ATTR
+from hpo.storage.attributes import EPOCHS_RUN_ATTR, TEST_ATTR
 from hpo.train import loop
 from hpo.train.checkpoints import load_checkpoint
 from hpo.train.resume import original_trial_number
@@ -64,16 +64,12 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
              artifact_dir: Path, device: str, retrain: bool = False,
              again: bool = False) -> Evaluation:
     recorded = records.recorded_spec(study)
-    reference = recorded.get("study") or recorded.get("definition")
+    reference = recorded.get("study")
     if not reference:
         raise HpoError(f"Study '{study.study_name}' was not made by 'hpo launch', so hpo "
                        "cannot rebuild its networks: evaluate a study that 'hpo launch' "
                        "created.")
-    try:
-        definition = registry.resolve(reference).definition
-    except HpoError as error:
-        raise HpoError(f"Study '{study.study_name}' was launched with the study '{reference}', "
-                       f"which does not resolve on this machine: {error}") from None
+    definition = registry.resolve_recorded(reference, study.study_name).definition
     trial = pick_trial(study, trial_number)
     recorded_test = study.user_attrs.get(TEST_ATTR)
     if recorded_test and recorded_test.get("trial") == trial.number and not again:
@@ -97,10 +93,9 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
         try:
             model.load_state_dict(state)
         except RuntimeError as error:  # a checkpoint of another network (storage is shared)
-            first = str(error).strip().splitlines()[0]
             raise HpoError(f"The checkpoint of trial {trial.number} does not fit the network of "
-                           f"its params ({first[:120]}): delete it, or pass --retrain to train "
-                           "that trial's params again.") from None
+                           f"its params ({first_line(error, limit=120)}): delete it, or pass "
+                           "--retrain to train that trial's params again.") from None
         source = "checkpoint"
     x, y = data.load_test(dataset, data_dir, device=device, options=spec.options)
     transform = None

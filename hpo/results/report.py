@@ -19,9 +19,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.results import summary as results
-from hpo.storage import records
+from hpo.storage import attributes, records
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,7 @@ def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
             written.append(path)
         except (ValueError, RuntimeError, ZeroDivisionError) as error:
             # e.g. importances need two or more completed trials with varying params
-            skipped[name] = str(error).strip().splitlines()[0] if str(error).strip() else \
-                type(error).__name__
+            skipped[name] = first_line(error)
             plt.close("all")
     summary = output / "summary.md"
     summary.write_text(_summary(study, written, skipped))
@@ -111,7 +110,7 @@ def _when_found(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> 
 
 def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> str:
     attrs = study.user_attrs
-    metric = records.metric_name(study)
+    metric = attributes.metric_name(study)
     epochs = records.recorded_spec(study).get("epochs")
     summary = results.summarize(study)
     best = results.best_trial(study)
@@ -137,7 +136,7 @@ def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> 
         *[f"| {name} | {value} |" for name, value in best.params.items()],
         "",
     ]
-    test = attrs.get(records.TEST_ATTR)
+    test = attrs.get(attributes.TEST_ATTR)
     if test:
         lines += [f"Test accuracy (trial {test['trial']}, measured once by `hpo evaluate`): "
                   f"**{test['value']:.4f}** on {test['images']} images.", ""]

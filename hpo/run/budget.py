@@ -1,15 +1,42 @@
-"""The trial budget: how many trials a launch may still start, shared by its workers.
+"""The trial budget: how many trials a launch may still start, shared by its workers, and which
+trials count against it.
 
 ``--trials N`` means exactly N trials run to an end (complete, pruned or failed) whatever the
 number of workers: the launcher keeps the count in shared memory (:class:`SharedState`), each
 worker claims a unit before it asks for a trial and settles it after (:class:`SharedBudget`),
 and a worker running alone counts for itself (:class:`LocalBudget`). A trial that did not count
 (another worker failed it by heartbeat, so its retry will count) gives its unit back.
+:func:`counted` is the same rule read from storage, for ``--total`` and the launch's summary.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any, Protocol
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+
+def replaced_by_retries(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
+    """The numbers of the trials that a retry took the place of: each failed with its worker
+    and was queued again with the same params."""
+    with warnings.catch_warnings():  # marked experimental, but the documented public route
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        histories = [RetryHeartbeatStaleTrialCallback.retry_history(t) for t in trials]
+    return {history[-1] for history in histories if history}
+
+
+def counted(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count against ``--trials`` and ``--total``: the finished ones, less
+    those a retry replaced (the retry counts in their place)."""
+    replaced = replaced_by_retries(trials)
+    return [t for t in trials if t.state.is_finished() and t.number not in replaced]
+
+
+def counted_finished(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
+    return len(counted(trials))
 
 
 class Budget(Protocol):

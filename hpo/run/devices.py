@@ -9,24 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from hpo.errors import HpoError
 from hpo.settings import GPU_COUNT_ENV, cpu_count
-
-
-@dataclass(frozen=True)
-class WorkerSlot:
-    index: int
-    device: str  # "cpu", or "cuda:N" with N counted among the GPUs hpo sees
-    cuda_visible_devices: str  # the child's CUDA_VISIBLE_DEVICES: "" hides every GPU
-    threads: int
-
-    @property
-    def label(self) -> str:
-        if self.device == "cpu":
-            return f"worker {self.index} (cpu)"
-        return f"worker {self.index} ({self.device}, GPU {self.cuda_visible_devices})"
+from hpo.spec import WorkerSlot
 
 
 def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:

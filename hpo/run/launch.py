@@ -1,65 +1,126 @@
-"""The launch sequence behind ``hpo launch`` and ``hpo worker``.
+"""The launch behind ``hpo launch`` and ``hpo worker``, from the command's flags to its summary.
 
-1. :func:`build_spec` resolves the study reference and decides every setting: the command's
-   flags, then the spec recorded on the study, then the definition's defaults. It reads storage
-   and writes nothing, so every refusal comes before the study is touched.
-2. :func:`prepare` checks the data and the definition's own readiness, then creates or resumes
-   the study and records the spec on it.
-3. :func:`run` starts the workers under a supervisor and returns what they did.
+1. :func:`plan` resolves the study reference, checks the storage URL and opens the storage
+   (where it exists yet), then decides every setting: the flags, then the spec recorded on the
+   study, then the definition's defaults. It writes nothing, so every refusal comes first.
+2. :func:`prepare` checks the data and the definition's readiness, then creates or resumes the
+   study and records the spec on it.
+3. :func:`run` starts the workers under a supervisor, which they report their trials to.
+4. :func:`summarize` reads back the trials this launch ran, counted as the budget counts them.
 
-The CLI calls the three in order and prints; tests call them directly.
+:func:`execute` runs 2-4 with a progress display; the CLI prints what it returns. The definition
+and the storage are resolved and opened once and passed along; only worker processes, which
+cannot share them, resolve the reference and open the storage again.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 
-from hpo import registry, settings
+from hpo import _optuna, registry, settings
+from hpo.definition import StudyDefinition
 from hpo.errors import HpoError
 from hpo.registry import ResolvedStudy
-from hpo.run.progress import LaunchProgress
-from hpo.run.supervisor import EXIT_INTERRUPTED, SuperviseResult, Supervisor
-from hpo.spec import LaunchSpec
+from hpo.results.summary import STATE_ORDER, WastedEpochs, best_trial_or_none, wasted_epochs
+from hpo.run.budget import counted, replaced_by_retries
+from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
+from hpo.search.algorithms import check_sampler
+from hpo.spec import GRACE_PERIOD, HEARTBEAT_INTERVAL, LaunchSpec
 from hpo.storage import records
-from hpo.storage.database import ResilientStorage, open_storage
-from hpo.storage.urls import check_storage_url, sqlite_path
+from hpo.storage.attributes import metric_name
+from hpo.storage.engine import open_storage
+from hpo.storage.retry import ResilientStorage
+from hpo.storage.urls import StorageUrl, check_storage_url
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EXIT_INTERRUPTED", "Prepared", "build_spec", "open_for", "prepare", "run"]
+
+@dataclass(frozen=True)
+class Plan:
+    """What a launch will do, decided before anything is written."""
+
+    spec: LaunchSpec
+    definition: StudyDefinition
+    location: StorageUrl
+    # Open already, or None where the SQLite file does not exist yet (prepare creates it) or a
+    # dry run could not reach the database.
+    storage: ResilientStorage | None = None
+    worker: bool = False  # hpo worker: no budget of its own to fall short of
+
+    @classmethod
+    def of(cls, spec: LaunchSpec) -> Plan:
+        """The plan of a spec built by hand (tests, benchmarks): its storage opens in prepare."""
+        return cls(spec, registry.resolve(spec.study).definition,
+                   check_storage_url(spec.storage_url))
 
 
 @dataclass(frozen=True)
 class Prepared:
+    plan: Plan
+    storage: ResilientStorage
     study: optuna.Study
     created: bool
     budget: int | None  # trials this launch runs; None: until stopped or the study's total
     note: str | None  # something the user should know, e.g. the grid has fewer points left
 
 
-def build_spec(reference: str | None, *, worker: bool, study_name: str | None,
-               storage_url: str, data_dir: str, flags: Mapping[str, Any],
-               dry_run: bool = False, **local: Any) -> LaunchSpec:
-    """The launch spec for ``reference`` (for ``hpo worker``, also a stored study's name).
+@dataclass(frozen=True)
+class Summary:
+    """The trials this launch's workers ran (not a concurrent launch's)."""
+
+    study_name: str
+    storage: str  # masked
+    states: dict[str, int]  # the trials that count, by state (in STATE_ORDER, none left out)
+    lost: int  # failed with their worker and queued again: their retries count instead
+    metric: str
+    wasted: WastedEpochs | None
+    best: optuna.trial.FrozenTrial | None
+
+    @property
+    def finished(self) -> int:
+        return sum(self.states.values())
+
+
+@dataclass(frozen=True)
+class Result:
+    summary: Summary
+    interrupted: bool
+    shortfall: str | None  # why fewer trials than the budget finished, for hpo launch
+
+
+def plan(reference: str | None, *, worker: bool, study_name: str | None, storage_url: str,
+         data_dir: str, flags: Mapping[str, Any], dry_run: bool = False,
+         **local: Any) -> Plan:
+    """The plan for ``reference`` (for ``hpo worker``, also a stored study's name).
 
     ``flags`` are the recorded settings given on the command line (None: not given), and
-    ``trials``; ``local`` the other LaunchSpec fields of this machine. A dry run plans without
-    the study's recorded spec when the database cannot be reached (yet)."""
-    check_storage_url(storage_url)
-    try:
-        storage = _open_if_present(storage_url)
-    except HpoError as error:
-        if not dry_run:
-            raise
-        log.warning("Planning without the study's recorded settings: %s", error)
-        storage = None
+    ``trials``; ``flags['options']`` the study-specific options given. ``local`` are the other
+    LaunchSpec fields of this machine. A dry run plans without the study's recorded spec when
+    the database cannot be reached (yet)."""
+    given_options = {k: v for k, v in flags.get("options", {}).items() if v is not None}
+    _check_option_values(given_options)
+    location = check_storage_url(storage_url)
+    local.setdefault("outage_tolerance", settings.outage_tolerance())
+    storage = None
+    if location.exists:
+        try:
+            storage = open_storage(
+                location, heartbeat_interval=local.get("heartbeat_interval", HEARTBEAT_INTERVAL),
+                grace_period=local.get("grace_period", GRACE_PERIOD),
+                outage_tolerance=local["outage_tolerance"])
+        except HpoError as error:
+            if not dry_run:
+                raise
+            log.warning("Planning without the study's recorded settings: %s", error)
     if worker:
         resolved, name, recorded = _study_for_worker(storage, reference, study_name)
     else:
@@ -71,26 +132,28 @@ def build_spec(reference: str | None, *, worker: bool, study_name: str | None,
         recorded = records.stored_spec(storage, name) if storage is not None else None
     records.check_study_name(name)
     definition = resolved.definition
-    local.setdefault("outage_tolerance", settings.outage_tolerance())
+    for key in given_options:
+        if key not in definition.options:
+            raise HpoError(f"--{key} does not apply to {definition.name}: it has "
+                           f"{', '.join('--' + k for k in definition.options) or 'no options'}.")
     spec = LaunchSpec.build(definition, reference=resolved.reference, study_name=name,
                             recorded=recorded, flags=flags, storage_url=storage_url,
                             data_dir=data_dir, trials=flags.get("trials"), **local)
-    if spec.sampler == "grid" and definition.grid is None:
-        raise HpoError(f"Study {definition.name} has no grid: use --sampler tpe or random.")
+    check_sampler(spec.sampler, definition)
     if spec.trials is None and not worker:
         # A grid search defaults to the whole grid; anything else to the definition's budget.
         default = definition.grid_size if spec.sampler == "grid" else definition.trials
-        spec = dataclasses.replace(spec, trials=default)
-    return spec
+        spec = replace(spec, trials=default)
+    return Plan(spec, definition, location, storage, worker)
 
 
-def _open_if_present(url: str) -> ResilientStorage | None:
-    """The storage, or None where it is a SQLite file that does not exist yet (so a refused or
-    dry-run launch leaves no empty database behind)."""
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        return None
-    return open_storage(url)
+def _check_option_values(options: Mapping[str, Any]) -> None:
+    """The built-in studies' options, checked before anything else (hpo launch --subset, ...)."""
+    subset, weights = options.get("subset"), options.get("weights")
+    if subset is not None and not 0 < subset <= 1:
+        raise HpoError(f"--subset must be a fraction in (0, 1], not {subset}.")
+    if weights is not None and weights not in ("imagenet", "none"):
+        raise HpoError(f"--weights must be imagenet or none, not {weights!r}.")
 
 
 def _study_for_worker(storage: ResilientStorage | None, given: str | None,
@@ -102,13 +165,9 @@ def _study_for_worker(storage: ResilientStorage | None, given: str | None,
     name = study_name or (given if given in names else None)
     recorded = records.stored_spec(storage, name) if storage is not None and name in names \
         else None
-    reference = (recorded or {}).get("study") or (recorded or {}).get("definition")
+    reference = (recorded or {}).get("study")
     if reference:
-        try:
-            resolved = registry.resolve(reference)
-        except HpoError as error:
-            raise HpoError(f"Study '{name}' was launched with the study '{reference}', which "
-                           f"does not resolve on this machine: {error}") from None
+        resolved = registry.resolve_recorded(reference, str(name))
         if given and given != name:
             other = registry.resolve(given)
             if other.definition.name != resolved.definition.name:
@@ -125,41 +184,81 @@ def _study_for_worker(storage: ResilientStorage | None, given: str | None,
     return resolved, study_name or resolved.definition.name, recorded
 
 
-def open_for(spec: LaunchSpec) -> ResilientStorage:
-    return open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,
-                        grace_period=spec.grace_period, outage_tolerance=spec.outage_tolerance)
-
-
-def prepare(spec: LaunchSpec, storage: ResilientStorage) -> Prepared:
+def prepare(plan: Plan) -> Prepared:
     """Check the data and the study, then create or resume it. Nothing is written before
     every check has passed."""
     from hpo import data
 
-    definition = registry.resolve(spec.study).definition
+    spec, definition = plan.spec, plan.definition
     data.prepare(data.dataset_of(definition, synthetic=spec.synthetic), Path(spec.data_dir))
     if definition.check_ready is not None:
         definition.check_ready(spec.options)
+    storage = plan.storage or open_storage(
+        plan.location, heartbeat_interval=spec.heartbeat_interval,
+        grace_period=spec.grace_period, outage_tolerance=spec.outage_tolerance)
     study, created = records.create_or_resume(storage, definition, spec.study_name,
                                               synthetic=spec.synthetic, spec=spec.record())
     budget, note = spec.trials, None
     if spec.sampler == "grid" and definition.grid_size is not None:
-        visited = {t.system_attrs["grid_id"] for t in study.get_trials(deepcopy=False)
-                   if "grid_id" in t.system_attrs and t.state.is_finished()}
-        left = definition.grid_size - len(visited)
+        left = definition.grid_size - len(_optuna.grid_points_tried(
+            study.get_trials(deepcopy=False)))
         if budget is None or budget > left:
             if budget is not None:
                 note = (f"The grid of {definition.name} has {left} untried point(s) left, so "
                         f"this launch runs {left} trial(s), not {budget}.")
             budget = left
-    return Prepared(study, created, budget, note)
+    return Prepared(plan, storage, study, created, budget, note)
 
 
-def run(spec: LaunchSpec, storage: ResilientStorage, prepared: Prepared,
-        progress: LaunchProgress) -> SuperviseResult:
-    """Run the workers of ``spec.slots`` until the budget is spent, the study holds its total,
-    or the user stops them."""
+def run(prepared: Prepared, display: Display | None = None) -> SuperviseResult:
+    """Run the workers of the spec's slots until the budget is spent, the study holds its
+    total, or the user stops them."""
     if prepared.budget == 0:
         return SuperviseResult(0, False, [])
-    with progress:
-        return Supervisor(storage=storage, study=prepared.study, spec=spec,
-                          budget=prepared.budget, progress=progress).run()
+    with display or NoDisplay() as shown:
+        return Supervisor(storage=prepared.storage, study=prepared.study,
+                          spec=prepared.plan.spec, budget=prepared.budget, display=shown).run()
+
+
+def summarize(prepared: Prepared, outcome: SuperviseResult) -> Summary:
+    study = prepared.study
+    everything = study.get_trials(deepcopy=False)
+    ran = set(outcome.trials)
+    mine = [t for t in everything if t.number in ran]
+    counts = [t for t in counted(everything) if t.number in ran]
+    replaced = replaced_by_retries(everything)
+    states = {state: n for state in STATE_ORDER
+              if (n := sum(t.state.name == state for t in counts))}
+    return Summary(study.study_name, prepared.plan.location.masked, states,
+                   lost=sum(t.number in replaced for t in mine), metric=metric_name(study),
+                   wasted=wasted_epochs(study, mine),
+                   best=cast(optuna.trial.FrozenTrial | None, best_trial_or_none(study)))
+
+
+def execute(plan: Plan, *, console: Console, dashboard_port: int | None = None) -> Result:
+    """Prepare, serve the dashboard if asked, run the workers with a progress display on
+    ``console``, and summarize."""
+    from hpo.results import dashboard
+    from hpo.run.progress import LaunchProgress
+
+    if dashboard_port is not None:
+        dashboard.check_port("127.0.0.1", dashboard_port)  # refused before the study is written
+    prepared = prepare(plan)
+    if prepared.note:
+        log.warning(prepared.note)
+    if dashboard_port is not None:
+        url = dashboard.start_in_background(prepared.storage, port=dashboard_port,
+                                            artifact_dir=plan.spec.artifact_dir)
+        console.print(f"Dashboard: {url}", markup=False)
+    spec, definition = plan.spec, plan.definition
+    progress = LaunchProgress(
+        console=console, study_name=spec.study_name, storage_label=plan.location.masked,
+        metric=definition.metric_name, maximize=definition.maximize, budget=prepared.budget,
+        epochs=spec.epochs, slots=list(spec.slots))
+    outcome = run(prepared, progress)
+    shortfall = None
+    if not plan.worker and prepared.budget is not None and outcome.counted < prepared.budget:
+        slots = ", ".join(map(str, outcome.failed_slots)) or "?"
+        shortfall = (f"Only {outcome.counted} of {prepared.budget} trials finished because "
+                     f"worker(s) {slots} kept failing: see the errors above.")
+    return Result(summarize(prepared, outcome), outcome.interrupted, shortfall)

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.definition import is_better
-from hpo.run.devices import WorkerSlot
+from hpo.spec import WorkerSlot
 
 
 @dataclass
@@ -44,7 +44,6 @@ class LaunchProgress:
     best_trial: int | None = None
     done: int = 0
     states: dict[str, int] = field(default_factory=dict)
-    trials: set[int] = field(default_factory=set)  # numbers of the trials this launch ran
     workers: dict[int, WorkerView] = field(init=False)
     _live: Live | None = field(default=None, init=False)
     _started: float = field(default_factory=time.monotonic, init=False)
@@ -74,8 +73,6 @@ class LaunchProgress:
 
     def handle(self, index: int, kind: str, fields: dict[str, Any]) -> None:
         view = self.workers[index]
-        if "trial" in fields:
-            self.trials.add(fields["trial"])
         if kind == "loading_data":
             view.status = "loading data"
         elif kind == "trial_started":

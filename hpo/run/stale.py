@@ -20,8 +20,10 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from hpo import _optuna
-from hpo.storage.database import STALE_TRIAL_MAX_RETRY, ResilientStorage, fail_if_running
-from hpo.storage.records import FAIL_REASON_ATTR, LOST_REASON, PRUNED_REASON_ATTR
+from hpo.storage.attributes import FAIL_REASON_ATTR, LOST_REASON, PRUNED_REASON_ATTR
+from hpo.storage.engine import STALE_TRIAL_MAX_RETRY
+from hpo.storage.retry import ResilientStorage
+from hpo.storage.transactions import fail_if_running
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ the trial a dead worker was running. Before it returns it also fails any trial o
 RUNNING by a worker that is gone (hpo.run.stale), so nothing is left RUNNING. Workers die with
 their launcher (:func:`die_with_parent`), so a relaunch never runs beside orphans. A database
 that stays unreachable for the outage tolerance ends every worker and the launch with one
-sentence (:class:`~hpo.storage.database.DatabaseUnreachable`).
+sentence (:class:`~hpo.storage.retry.DatabaseUnreachable`).
 """
 
 from __future__ import annotations
@@ -15,31 +15,30 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import logging.handlers
 import multiprocessing
 import os
-import queue
+import pickle
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
-from hpo import _optuna
+from hpo import _optuna, logs, registry
 from hpo.errors import HpoError
 from hpo.run.budget import SharedBudget, SharedState
-from hpo.run.devices import WorkerSlot
-from hpo.run.progress import LaunchProgress
+from hpo.run.channel import Channel, receive
 from hpo.run.stale import fail_and_retry, fail_stale_trials, settle_running_trials
 from hpo.run.worker import StopRequest, Worker
-from hpo.spec import LaunchSpec
-from hpo.storage.database import DatabaseUnreachable, ResilientStorage, is_connection_error
-from hpo.storage.records import LOST_REASON
+from hpo.spec import LaunchSpec, WorkerSlot
+from hpo.storage.attributes import LOST_REASON
+from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, is_connection_error
 
 log = logging.getLogger(__name__)
 
@@ -82,38 +81,58 @@ def _watch_parent(parent_pid: int, interval: float = 0.5) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class QueueEvents:
-    def __init__(self, events: Any, index: int) -> None:
-        self.events = events
-        self.index = index
+class Display(Protocol):
+    """What the launcher shows of its workers (hpo.run.progress.LaunchProgress), while
+    ``with`` it."""
 
-    def emit(self, kind: str, **fields: Any) -> None:
-        self.events.put(("event", self.index, kind, fields))
+    def __enter__(self) -> Display: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def handle(self, index: int, kind: str, fields: dict[str, Any]) -> None: ...
+
+    def worker_exited(self, index: int, exitcode: int | None) -> None: ...
+
+    def worker_restarted(self, index: int) -> None: ...
+
+
+class NoDisplay:
+    def __enter__(self) -> NoDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def handle(self, index: int, kind: str, fields: dict[str, Any]) -> None:
+        pass
+
+    def worker_exited(self, index: int, exitcode: int | None) -> None:
+        pass
+
+    def worker_restarted(self, index: int) -> None:
+        pass
 
 
 def _worker_process(spec: LaunchSpec, slot: WorkerSlot, restarts: int, state: SharedState,
-                    events: Any, parent_pid: int) -> None:
+                    connection: Connection, parent_pid: int) -> None:
     """Entry point of a worker process (spawned, so it starts with a clean CUDA state)."""
     die_with_parent(parent_pid)
     stop = StopRequest()
     stop.install()
-    root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(events)]
-    root.setLevel(logging.INFO)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
+    channel = Channel(connection)
+    logs.to_queue(channel)
     try:
         import torch
 
         torch.set_num_threads(slot.threads)
-        worker = Worker(spec, slot, budget=SharedBudget(state, slot.index),
-                        events=QueueEvents(events, slot.index), stop=stop, restarts=restarts)
+        definition = registry.resolve(spec.study).definition  # the reference crossed over
+        worker = Worker(spec, definition, slot, budget=SharedBudget(state, slot.index),
+                        events=channel, stop=stop, restarts=restarts)
         worker.run()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except DatabaseUnreachable as error:
-        QueueEvents(events, slot.index).emit("database_lost", message=str(error))
+        channel.emit("database_lost", message=str(error))
         sys.exit(EXIT_DATABASE_LOST)
     except HpoError as error:
         log.error("%s: %s", slot.label, error)
@@ -158,15 +177,16 @@ class SuperviseResult:
 
 class Supervisor:
     def __init__(self, *, storage: ResilientStorage, study: optuna.Study, spec: LaunchSpec,
-                 budget: int | None, progress: LaunchProgress) -> None:
+                 budget: int | None, display: Display | None = None) -> None:
         self.storage = storage
         self.study = study
         self.spec = spec
         self.slots = list(spec.slots)
-        self.progress = progress
+        self.display: Display = display or NoDisplay()
+        self.trials: set[int] = set()  # the trials its workers started, as they report them
         self.ctx = multiprocessing.get_context("spawn")
         self.state = SharedState(self.ctx, len(self.slots), budget)
-        self.events = self.ctx.Queue()
+        self.channels: dict[int, Connection] = {}  # each worker's pipe (hpo.run.channel)
         self.processes: dict[int, Any] = {}
         self.restarts = {slot.index: 0 for slot in self.slots}
         self.failed_slots: list[int] = []
@@ -176,12 +196,23 @@ class Supervisor:
     # -- processes --------------------------------------------------------------------------
 
     def _start(self, slot: WorkerSlot) -> None:
+        reader, writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(target=_worker_process, name=f"hpo-{slot.label}",
                                    args=(self.spec, slot, self.restarts[slot.index], self.state,
-                                         self.events, os.getpid()), daemon=False)
-        with _child_environment(slot):
-            process.start()
+                                         writer, os.getpid()), daemon=False)
+        try:
+            with _child_environment(slot):
+                process.start()
+        finally:
+            writer.close()  # the child has its own: the pipe ends when the child does
+        self._close_channel(slot.index)
+        self.channels[slot.index] = reader
         self.processes[slot.index] = process
+
+    def _close_channel(self, index: int) -> None:
+        channel = self.channels.pop(index, None)
+        if channel is not None:
+            channel.close()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
@@ -218,7 +249,7 @@ class Supervisor:
         if self.database_lost:
             raise DatabaseUnreachable(self.database_lost)
         return SuperviseResult(self.state.counted.value, self.signals > 0, self.failed_slots,
-                               sorted(self.progress.trials))
+                               sorted(self.trials))
 
     def _watch(self) -> None:
         stop_deadline: float | None = None
@@ -247,6 +278,8 @@ class Supervisor:
             process.kill()
             process.join()
         self.processes.clear()
+        for index in list(self.channels):
+            self._close_channel(index)
 
     def _stop_workers(self) -> None:
         for process in self.processes.values():
@@ -276,34 +309,50 @@ class Supervisor:
             settle_running_trials(self.storage, self.study, grace=self.spec.grace_period,
                                   interval=self.spec.heartbeat_interval)
 
-    def _drain_events(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+    def _receive(self, timeout: float, only: int | None = None) -> list[tuple[int, Any]]:
+        """What the workers (or worker ``only``) sent, waiting up to ``timeout`` for the first
+        of it; a worker's pipe is dropped once it is gone and read to its end."""
+        by_reader = {reader: index for index, reader in self.channels.items()
+                     if only is None or index == only}
+        if not by_reader:
+            time.sleep(timeout)
+            return []
+        received = []
+        ready = wait(list(by_reader), timeout)
+        for reader, index in by_reader.items():
+            if reader not in ready:
+                continue
             try:
-                item = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return
+                received += [(index, item) for item in receive(reader)]
+            except (EOFError, OSError, pickle.UnpicklingError):
+                self._close_channel(index)
+        return received
+
+    def _drain_events(self, timeout: float, only: int | None = None) -> None:
+        for index, item in self._receive(timeout, only):
             if isinstance(item, logging.LogRecord):
                 logging.getLogger(item.name).handle(item)
-            else:
-                _, index, kind, fields = item
-                if kind == "database_lost":
-                    self.database_lost = self.database_lost or fields["message"]
-                else:
-                    self.progress.handle(index, kind, fields)
+                continue
+            _, kind, fields = item
+            if kind == "database_lost":
+                self.database_lost = self.database_lost or fields["message"]
+                continue
+            if "trial" in fields:
+                self.trials.add(fields["trial"])
+            self.display.handle(index, kind, fields)
 
     def _after_exit(self, index: int, exitcode: int) -> None:
         died = exitcode != 0
         if exitcode == EXIT_DATABASE_LOST or self.database_lost:
-            self._drain_events(timeout=0.5)  # its sentence, if not read yet
+            self._drain_events(timeout=0.5, only=index)  # its sentence, if not read yet
             self.database_lost = self.database_lost or "The database became unreachable."
-            self.progress.worker_exited(index, exitcode)
+            self.display.worker_exited(index, exitcode)
             return  # no restart: _settle marks what it can, once
         if died:
             # A worker killed by a second Ctrl-C is not retried: the user asked to stop.
             self._recover_slot(index, f"its worker process exited with code {exitcode}",
                                retry=not self.signals)
-        self.progress.worker_exited(index, exitcode)
+        self.display.worker_exited(index, exitcode)
         slot = next(s for s in self.slots if s.index == index)
         budget_left = self.state.remaining.value != 0
         if died and budget_left and not self.signals:
@@ -311,7 +360,7 @@ class Supervisor:
                 self.restarts[index] += 1
                 log.warning("%s exited with code %s; restarting it (%d/%d).", slot.label,
                             exitcode, self.restarts[index], MAX_RESTARTS_PER_SLOT)
-                self.progress.worker_restarted(index)
+                self.display.worker_restarted(index)
                 self._start(slot)
             else:
                 self.failed_slots.append(index)
@@ -328,6 +377,7 @@ class Supervisor:
                     self.state.refund()
                 return
         trial = self.storage.get_trial(trial_id)
+        self.trials.add(trial.number)  # its worker may have died before saying it started it
         if trial.state != TrialState.RUNNING:
             # It told its result and died before reporting that: the trial counts.
             with self.state.lock:
@@ -336,7 +386,7 @@ class Supervisor:
         self._fail_trial(trial, why, retry=retry)
         with self.state.lock:
             self.state.refund()
-        self.progress.handle(index, "trial_finished",
+        self.display.handle(index, "trial_finished",
                              {"trial": trial.number, "state": "ABANDONED", "value": None})
 
     def _fail_trial(self, trial: optuna.trial.FrozenTrial, why: str, *, retry: bool) -> None:

@@ -17,36 +17,33 @@ import os
 import signal
 import socket
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from hpo import _optuna, registry
-from hpo.run.budget import Budget
-from hpo.run.devices import WorkerSlot
+from hpo import _optuna
+from hpo.definition import StudyDefinition
+from hpo.errors import first_line
+from hpo.run.budget import Budget, counted_finished
 from hpo.run.stale import fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
-from hpo.spec import LaunchSpec
-from hpo.storage.database import (
-    DatabaseUnreachable,
-    ResilientStorage,
-    call_with_db_retry,
-    open_storage,
-    study_lock,
+from hpo.spec import LaunchSpec, WorkerSlot
+from hpo.storage.attributes import (
+    EPOCHS_RUN_ATTR,
+    FAIL_REASON_ATTR,
+    PRUNED_REASON_ATTR,
+    SECONDS_PER_EPOCH_ATTR,
 )
-from hpo.storage.records import EPOCHS_RUN_ATTR, FAIL_REASON_ATTR, PRUNED_REASON_ATTR
+from hpo.storage.engine import open_storage
+from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, call_with_db_retry
+from hpo.storage.transactions import study_lock
 from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
-
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
 
 class Events(Protocol):
     def emit(self, kind: str, **fields: Any) -> None: ...
@@ -119,32 +116,12 @@ class Heartbeat:
         self._thread.join(timeout=self._interval + 5)
 
 
-def counted_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Finished trials, counting a trial failed by heartbeat and retried only once (its retry).
-
-    This is what ``--trials`` and ``--total`` count: the stale original stays FAIL in storage,
-    but its retry, with the same params, takes its place.
-    """
-    finished = sum(t.state in FINISHED_STATES for t in trials)
-    with warnings.catch_warnings():  # marked experimental, but the documented public route
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retries = sum(RetryHeartbeatStaleTrialCallback.retried_trial_number(t) is not None
-                      for t in trials)
-    return finished - retries
-
-
-def describe_error(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    message = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-    return message[:500]
-
-
 class Worker:
-    """Runs trials of ``spec``'s study on ``slot``'s device until the budget, the study-wide
-    total or the grid is spent, or a stop is requested."""
+    """Runs trials of ``spec``'s study (of ``definition``) on ``slot``'s device until the
+    budget, the study-wide total or the grid is spent, or a stop is requested."""
 
-    def __init__(self, spec: LaunchSpec, slot: WorkerSlot, *, budget: Budget,
-                 events: Events | None = None, stop: StopRequest | None = None,
+    def __init__(self, spec: LaunchSpec, definition: StudyDefinition, slot: WorkerSlot, *,
+                 budget: Budget, events: Events | None = None, stop: StopRequest | None = None,
                  restarts: int = 0) -> None:
         self.spec = spec
         self.slot = slot
@@ -154,7 +131,7 @@ class Worker:
         self.budget = budget
         self.events = events or NoEvents()
         self.stop = stop or StopRequest()
-        self.definition = registry.resolve(spec.study).definition
+        self.definition = definition
         self.storage = open_storage(spec.storage_url,
                                     heartbeat_interval=spec.heartbeat_interval,
                                     grace_period=spec.grace_period,
@@ -283,7 +260,7 @@ class Worker:
             interrupted = True
             reason = "interrupted: the worker was asked to stop"
         except Exception as error:  # anything inside a trial fails only that trial
-            reason = describe_error(error)
+            reason = first_line(error, typed=True, limit=500)
             if _is_out_of_memory(error):
                 reason = "CUDA out of memory: " + reason
         finally:
@@ -320,7 +297,7 @@ class Worker:
         # Once per trial rather than per epoch: each write is a database transaction.
         trial.set_user_attr(EPOCHS_RUN_ATTR, run.epochs_run)
         if run.seconds_per_epoch is not None:
-            trial.set_user_attr("seconds_per_epoch", run.seconds_per_epoch)
+            trial.set_user_attr(SECONDS_PER_EPOCH_ATTR, run.seconds_per_epoch)
 
     def _tell(self, trial: optuna.Trial, state: TrialState, value: float | None,
               reason: str | None) -> None:
@@ -352,7 +329,7 @@ class Worker:
             self.checkpoints.offer(trial, run.checkpoint_model, value)
         except Exception as error:  # a full disk must not cost the trial its result
             log.warning("%s: could not save the checkpoint of trial %d: %s", self.label,
-                        trial.number, describe_error(error))
+                        trial.number, first_line(error, typed=True, limit=500))
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

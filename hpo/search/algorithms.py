@@ -1,4 +1,5 @@
-"""Samplers and pruners by the names studies and the CLI use; the one list of those names."""
+"""Samplers and pruners, built from the names a definition and the command line use
+(hpo.definition.SamplerName and PrunerName)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from hpo.errors import HpoError
 if TYPE_CHECKING:
     import optuna
 
-    from hpo.definition import StudyDefinition
+    from hpo.definition import PrunerName, SamplerName, StudyDefinition
 
-# optuna is imported inside the factories: the CLI reads the names below at start-up, and the
-# read-only commands never need optuna.
+# optuna is imported inside the factories, so importing this module costs nothing.
 
 
 def _tpe(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -37,14 +37,14 @@ def _random(definition: StudyDefinition, seed: int | None) -> optuna.samplers.Ba
 
 
 def _grid(definition: StudyDefinition, seed: int | None) -> optuna.samplers.BaseSampler:
-    if definition.grid is None:
-        raise HpoError(f"Study {definition.name} has no grid: use --sampler tpe or random.")
     import optuna
 
+    assert definition.grid is not None  # check_sampler refused it
     return optuna.samplers.GridSampler(dict(definition.grid), seed=seed)
 
 
-SAMPLERS: dict[str, Callable[[StudyDefinition, int | None], optuna.samplers.BaseSampler]] = {
+SAMPLERS: dict[SamplerName, Callable[[StudyDefinition, int | None],
+                                    optuna.samplers.BaseSampler]] = {
     "tpe": _tpe, "random": _random, "grid": _grid,
 }
 
@@ -75,19 +75,26 @@ def _median(min_epochs: int, epochs: int) -> optuna.pruners.BasePruner:
 # The pruners behind hpo's rules (hpo.search.pruning), from (epochs before the first
 # ranking, epochs per trial): "leaders" is the rules alone, "none" never prunes, rules
 # included.
-PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner | None] | None] = {
+PRUNERS: dict[PrunerName, Callable[[int, int], optuna.pruners.BasePruner | None] | None] = {
     "leaders": _leaders, "asha": _asha, "hyperband": _hyperband, "median": _median, "none": None,
 }
 
 
-def make_sampler(name: str, definition: StudyDefinition, *, seed: int | None
-                 ) -> optuna.samplers.BaseSampler:
+def check_sampler(name: str, definition: StudyDefinition) -> None:
+    """HpoError unless ``definition`` can be searched with the sampler called ``name``."""
     if name not in SAMPLERS:
         raise HpoError(f"Unknown sampler {name!r}: use {', '.join(SAMPLERS)}.")
+    if name == "grid" and definition.grid is None:
+        raise HpoError(f"Study {definition.name} has no grid: use --sampler tpe or random.")
+
+
+def make_sampler(name: SamplerName, definition: StudyDefinition, *, seed: int | None
+                 ) -> optuna.samplers.BaseSampler:
+    check_sampler(name, definition)
     return SAMPLERS[name](definition, seed)
 
 
-def make_pruner(name: str, definition: StudyDefinition, *, epochs: int
+def make_pruner(name: PrunerName, definition: StudyDefinition, *, epochs: int
                 ) -> optuna.pruners.BasePruner:
     """hpo's rules (floor, baseline, leaders: hpo.search.pruning) with the named Optuna pruner
     behind them; "leaders" is the rules alone, "none" never prunes, rules included."""

@@ -1,5 +1,6 @@
-"""Where studies live: storage URLs (``urls``), opening and riding out outages of the database
-(``database``), and reading and writing hpo's records on a study (``records``).
+"""Where studies live: storage URLs (``urls``), opening the database (``engine``), riding out
+its outages (``retry``), transactions that span several calls (``transactions``), and hpo's
+records on a study (``records``, ``attributes``), which ``snapshot`` reads without Optuna.
 
 Nothing here imports torch, so the commands that only read a study start fast.
 """

@@ -16,7 +16,6 @@ METRIC_ATTR = "metric"
 DATASET_ATTR = "dataset"
 HPO_VERSION_ATTR = "hpo_version"
 SPEC_ATTR = "launch_spec"  # the recorded part of the latest LaunchSpec (hpo.spec.RECORDED)
-OLD_SPEC_ATTR = "launch_config"  # what the first round recorded (no study reference)
 TEST_ATTR = "test_accuracy"  # hpo evaluate's measurement, recorded once
 
 # On trials (user attributes):

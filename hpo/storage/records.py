@@ -4,7 +4,7 @@ A study carries what a reader needs to trust its numbers (user attributes, shown
 dashboard): the definition that made it, the metric, the dataset and whether it was synthetic,
 the hpo version, and the launch spec of its latest launch (hpo.spec), which ``hpo worker`` and
 ``hpo evaluate`` reuse. Every check that can refuse a launch runs before anything is written.
-The attribute names are defined here and nowhere else.
+The attribute names are in hpo.storage.attributes.
 """
 
 from __future__ import annotations
@@ -22,25 +22,16 @@ from optuna.study import StudyDirection
 from hpo import __version__
 from hpo.definition import StudyDefinition
 from hpo.errors import HpoError
-# Re-exported: records is where a study's records are read and written.
-from hpo.storage.attributes import (  # noqa: F401
+from hpo.storage.attributes import (
     BASELINE_ATTR,
     DATASET_ATTR,
     DEFINITION_ATTR,
-    EPOCHS_RUN_ATTR,
-    FAIL_REASON_ATTR,
     HPO_VERSION_ATTR,
-    LOST_REASON,
     METRIC_ATTR,
-    OLD_SPEC_ATTR,
-    PRUNED_REASON_ATTR,
-    RESUMED_FROM_ATTR,
     SPEC_ATTR,
     SYNTHETIC_ATTR,
-    TEST_ATTR,
-    metric_name,
 )
-from hpo.storage.database import ResilientStorage
+from hpo.storage.retry import ResilientStorage
 from hpo.storage.snapshot import no_such_study
 from hpo.storage.urls import mask_url
 
@@ -169,10 +160,7 @@ def _wait_for_creator(storage: ResilientStorage, name: str, seconds: float = 15.
 
 def recorded_spec(study: optuna.Study) -> dict[str, Any]:
     """The study-wide part of its latest launch spec (hpo.spec.RECORDED), or {}."""
-    attrs = study.user_attrs
-    recorded = dict(attrs.get(SPEC_ATTR) or attrs.get(OLD_SPEC_ATTR) or {})
-    recorded.setdefault("definition", attrs.get(DEFINITION_ATTR))
-    return recorded
+    return dict(study.user_attrs.get(SPEC_ATTR) or {})
 
 
 def stored_spec(storage: ResilientStorage, name: str) -> dict[str, Any] | None:

@@ -18,38 +18,30 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from hpo import _optuna
 from hpo.errors import HpoError
+from hpo.storage.urls import missing_database, sqlite_path
 
 
-class TrialState(Enum):
-    """Optuna's trial states, by the names its tables store."""
+@dataclass(frozen=True)
+class Stored:
+    """A trial state or a study direction by the name Optuna's tables store for it, the name
+    of its enum member ("COMPLETE", "MAXIMIZE"): what hpo.results.summary compares."""
 
-    RUNNING = 0
-    COMPLETE = 1
-    PRUNED = 2
-    FAIL = 3
-    WAITING = 4
+    name: str
 
     def is_finished(self) -> bool:
-        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-class StudyDirection(Enum):
-    NOT_SET = 0
-    MINIMIZE = 1
-    MAXIMIZE = 2
+        return self.name in ("COMPLETE", "PRUNED", "FAIL")
 
 
 @dataclass
 class StoredTrial:
     number: int
-    state: TrialState
+    state: Stored
     value: float | None
     datetime_start: datetime | None
     datetime_complete: datetime | None
@@ -71,7 +63,7 @@ class StoredTrial:
 @dataclass
 class StoredStudy:
     study_name: str
-    direction: StudyDirection
+    direction: Stored
     user_attrs: dict[str, Any]
     trials: list[StoredTrial]
 
@@ -116,8 +108,8 @@ class Snapshot:
         trials: dict[int, StoredTrial] = {}
         for trial_id, number, state, start, complete in self._rows(_optuna.SQL_TRIALS,
                                                                    study_id):
-            trials[trial_id] = StoredTrial(number, TrialState[_name(state)], None,
-                                           _moment(start), _moment(complete))
+            trials[trial_id] = StoredTrial(number, Stored(state), None, _moment(start),
+                                           _moment(complete))
         for trial_id, value, kind in self._rows(_optuna.SQL_TRIAL_VALUES, study_id):
             trials[trial_id].value = _number(value, kind)
         for trial_id, step, value, kind in self._rows(_optuna.SQL_INTERMEDIATE_VALUES,
@@ -128,8 +120,7 @@ class Snapshot:
             trials[trial_id].params[param] = _external(value, json.loads(distribution))
         for trial_id, key, value in self._rows(_optuna.SQL_TRIAL_USER_ATTRS, study_id):
             trials[trial_id].user_attrs[key] = json.loads(value)
-        direction = StudyDirection[_name(directions[0])] if directions \
-            else StudyDirection.NOT_SET
+        direction = Stored(directions[0] if directions else "NOT_SET")
         ordered = sorted(trials.values(), key=lambda t: t.number)
         return StoredStudy(name, direction, user_attrs, ordered)
 
@@ -140,15 +131,13 @@ def open_snapshot(url: str) -> Snapshot | None:
     parts = urlsplit(url)
     scheme = parts.scheme.split("+")[0]
     if scheme == "sqlite":
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if not path or path == ":memory:" or "?" in path:
+        path = sqlite_path(url)
+        if path is None or str(path) == ":memory:":
             return None
-        if not Path(path).exists():
-            raise HpoError(f"There is no hpo database at {path}: run 'hpo launch' first, or "
-                           "point --storage (or HPO_STORAGE) at an existing one.")
+        if not path.exists():
+            raise missing_database(path)
         # Read-only, so a reader can never create or change the file.
-        connection = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True,
-                                     timeout=60)
+        connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
         return Snapshot(connection, url)
     if scheme == "postgresql" and parts.scheme in ("postgresql", "postgresql+psycopg"):
         try:
@@ -162,11 +151,6 @@ def open_snapshot(url: str) -> Snapshot | None:
         except psycopg.Error:
             return None  # Optuna's path says why, with its own retries and messages
     return None
-
-
-def _name(stored: Any) -> str:
-    """Enum columns come back as names (SQLite, PostgreSQL enums) or, rarely, as numbers."""
-    return stored if isinstance(stored, str) else TrialState(int(stored)).name
 
 
 def _moment(stored: Any) -> datetime | None:

@@ -7,7 +7,9 @@ log file.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -46,7 +48,10 @@ def _split(url: str) -> _Parts:
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``, safe to print or log."""
-    parts = _split(url)
+    return _masked(url, _split(url))
+
+
+def _masked(url: str, parts: _Parts) -> str:
     if parts.password is None:
         return _PASSWORD_IN_QUERY.sub(r"\1***", url)
     masked = f"{parts.prefix}{parts.user}:***@{parts.rest}"
@@ -73,10 +78,9 @@ def _port_of(rest: str) -> str | None:
     return port if colon else None
 
 
-def _check_parts(url: str, masked: str) -> None:
+def _check_parts(parts: _Parts, masked: str) -> None:
     """Refuse what SQLAlchemy would parse differently from what the user meant, naming no part
     of the password."""
-    parts = _split(url)
     if parts.user is not None and "@" in f"{parts.user}:{parts.password or ''}":
         raise HpoError(
             f"The user name or password in storage URL '{masked}' holds an unencoded '@', so "
@@ -92,21 +96,45 @@ def _check_parts(url: str, masked: str) -> None:
 
 
 def sqlite_path(url: str) -> Path | None:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+    """The file of a SQLite URL (``sqlite:///relative.db``, ``sqlite:////absolute.db``), read as
+    SQLAlchemy reads it but without importing it; None for other databases and ``sqlite://``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+")[0] != "sqlite" or "/" not in rest:
         return None
-    return Path(parsed.database)
+    database = unquote(rest.partition("/")[2].partition("?")[0])
+    return Path(database) if database else None
 
 
-def check_storage_url(url: str, *, must_exist: bool = False) -> None:
-    """Raise HpoError unless ``url`` names a storage hpo can open with the installed drivers."""
+def missing_database(path: Path) -> HpoError:
+    return HpoError(f"There is no hpo database at {path}: run 'hpo launch' first, or point "
+                    "--storage (or HPO_STORAGE) at an existing one.")
+
+
+@dataclass(frozen=True)
+class StorageUrl:
+    """A storage URL, checked: what opening it needs, and how to print it."""
+
+    url: str
+    masked: str
+    backend: str  # "sqlite", "postgresql", ...
+    driver: str  # "pysqlite", "psycopg", ...
+    sqlite_path: Path | None  # the SQLite file; None for a database server
+
+    @property
+    def exists(self) -> bool:
+        """False only for a SQLite file not created yet."""
+        return self.sqlite_path is None or self.sqlite_path.exists()
+
+
+def check_storage_url(url: str, *, must_exist: bool = False) -> StorageUrl:
+    """``url`` checked and parsed once, or HpoError unless it names a storage hpo can open
+    with the installed drivers."""
     import sqlalchemy.exc
     from sqlalchemy.engine import make_url
 
-    masked = mask_url(url)
-    _check_parts(url, masked)
+    parts = _split(url)
+    masked = _masked(url, parts)
+    _check_parts(parts, masked)
     try:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
@@ -129,24 +157,24 @@ def check_storage_url(url: str, *, must_exist: bool = False) -> None:
             f"'{masked}' is not installed: use postgresql+psycopg://… (psycopg 3 comes with hpo) "
             f"or install that driver."
         ) from None
-
-    if parsed.get_backend_name() == "sqlite":
-        path = sqlite_path(url)
-        if path is None or str(path) == ":memory:":
+    location = StorageUrl(url, masked, parsed.get_backend_name(), parsed.get_driver_name(),
+                          None)
+    if location.backend != "sqlite":
+        return location
+    if not parsed.database or parsed.database == ":memory:":
+        raise HpoError(
+            f"Storage URL '{masked}' is an in-memory SQLite database, which workers cannot "
+            "share: give a file, e.g. sqlite:///storage/hpo.db."
+        )
+    path = Path(parsed.database)
+    if must_exist and not path.exists():
+        raise missing_database(path)
+    if not path.parent.exists():
+        if url == DEFAULT_STORAGE_URL:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
             raise HpoError(
-                f"Storage URL '{masked}' is an in-memory SQLite database, which workers cannot "
-                "share: give a file, e.g. sqlite:///storage/hpo.db."
+                f"The folder '{path.parent}' for the SQLite database does not exist: create "
+                "it, or choose another --storage path."
             )
-        if must_exist and not path.exists():
-            raise HpoError(
-                f"There is no hpo database at {path}: run 'hpo launch' first, or point "
-                "--storage (or HPO_STORAGE) at an existing one."
-            )
-        if not path.parent.exists():
-            if url == DEFAULT_STORAGE_URL:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            else:
-                raise HpoError(
-                    f"The folder '{path.parent}' for the SQLite database does not exist: create "
-                    "it, or choose another --storage path."
-                )
+    return dataclasses.replace(location, sqlite_path=path)

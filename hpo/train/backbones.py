@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.settings import offline
 
 SEED_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the seed's Normalize, for scratch training
@@ -100,8 +100,7 @@ def ensure_weights(names: Sequence[str]) -> None:
             torch.hub.download_url_to_file(url, str(path), hash_prefix=None, progress=False)
         except Exception as error:
             path.unlink(missing_ok=True)
-            text = str(error).strip()
-            reason = text.splitlines()[0][:160] if text else type(error).__name__
+            reason = first_line(error, limit=160)
             raise HpoError(f"The ImageNet weights of {name} ({path.name}) are not in "
                            f"{path.parent} and cannot be downloaded ({reason}): {where}.") from None
 

@@ -11,6 +11,7 @@ With workers on several machines, point HPO_ARTIFACT_DIR at a folder they all sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -29,8 +30,8 @@ from optuna.trial import TrialState
 
 from hpo import _optuna
 from hpo.definition import is_better
-from hpo.errors import HpoError
-from hpo.storage.records import metric_name
+from hpo.errors import HpoError, first_line
+from hpo.storage.attributes import metric_name
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,8 @@ class CheckpointKeeper:
         ranked = sorted(kept, key=lambda n: kept[n]["value"], reverse=self.maximize)
         for number in ranked[self.keep:]:
             artifact_id = kept[number]["artifact_id"]
-            try:
+            with contextlib.suppress(ArtifactNotFound):  # another worker evicted it first
                 self.store.remove(artifact_id)
-            except ArtifactNotFound:  # another worker evicted it first
-                pass
             storage, study_id = _optuna.storage_of(self.study), _optuna.study_id_of(self.study)
             storage.set_study_system_attr(study_id, f"{CHECKPOINT_PREFIX}{number}", None)
             # The same removal the dashboard's delete button makes, so it stops listing it.
@@ -148,8 +147,7 @@ def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | 
                 # torch's own message is a page of advice with terminal escapes in it.
                 reason = "it holds pickled objects other than tensors, which could run code"
             else:
-                text = str(error).strip()
-                reason = (text.splitlines()[0] if text else type(error).__name__)[:120]
+                reason = first_line(error, limit=120)
             raise HpoError(
                 f"The checkpoint of trial {trial_number} "
                 f"({Path(artifact_dir) / meta['artifact_id']}) is not a plain weights file "

@@ -147,11 +147,11 @@ class FeatureCache:
             "val_x": splits.val_x.cpu(), "val_y": splits.val_y.cpu(),
             "num_classes": splits.num_classes,
         }
-        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        handle, name = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         os.close(handle)
+        temporary = Path(name)
         try:
             torch.save(payload, temporary)
-            os.replace(temporary, self.path(key))  # atomic: readers see all or nothing
+            temporary.replace(self.path(key))  # atomic: readers see all or nothing
         finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+            temporary.unlink(missing_ok=True)

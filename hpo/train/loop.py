@@ -214,7 +214,7 @@ def _restore(state: Mapping[str, Any], settings: Mapping[str, Any], model: nn.Mo
             if "cuda" in state["rng"]:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], generator.device)
             return True
-        except Exception as error:  # noqa: BLE001 - put everything back and start afresh
+        except Exception as error:  # put everything back and start afresh
             model.load_state_dict(before)
             optimizer.load_state_dict(fresh_optimizer)
             torch.set_rng_state(fresh_rng[0])

@@ -1,20 +1,13 @@
 """Resume points: a trial's training state, saved every epoch, so that its retry goes on from there.
 
-A worker that dies mid-trial (killed, out of host memory, its machine lost) leaves its trial
-RUNNING; the launcher, or the next worker's heartbeat check, fails it and queues a retry with
-the same params (Optuna's ``RetryHeartbeatStaleTrialCallback``). Every epoch, ``TrialRun.fit``
-writes the trial's resume point: the network's and optimizer's state, the step of the learning
-rate schedule, the random number generators (torch's CPU and CUDA ones and the generator that
-draws the data order) and the curve reported so far. The retry loads it, reports that curve
-again, so the pruner sees the same curve as an unbroken run, and trains only the epochs left.
-
-One file per trial, ``<artifact_dir>/resume/<study>/<original trial number>.pt``, replaced
-whole each epoch (a temporary file, then ``os.replace``), and deleted when the worker records
-the trial's end. A retry of a retry uses its original trial's file. Files are read with
-``torch.load(weights_only=True)``; one that is unreadable or was written for another trial
-(other study, params, seed, training settings or network) is ignored with a warning, and the
-retry trains from scratch. Workers on several machines share resume points only through a
-shared ``HPO_ARTIFACT_DIR``.
+Every epoch, ``TrialRun.fit`` writes the network's and optimizer's state, the schedule's step,
+the random generators and the curve so far to ``<artifact_dir>/resume/<study>/<original trial
+number>.pt`` (replaced whole: a temporary file, then an atomic rename; deleted when the trial
+ends). The retry of a trial whose worker died loads it, reports that curve again, so the pruner
+sees an unbroken run, and trains only the epochs left; a retry of a retry uses its original's
+file. A file that is unreadable (read with ``weights_only=True``) or was written for another
+trial, study, seed, training settings or network is ignored with a warning. Workers on several
+machines share resume points only through a shared ``HPO_ARTIFACT_DIR``.
 """
 
 from __future__ import annotations
@@ -32,6 +25,8 @@ from typing import Any
 import optuna
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from hpo.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +79,14 @@ class ResumePoint:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"format": FORMAT, **self.identity, "values": list(values),
                         "training": dict(training)}, temporary)
-            os.replace(temporary, self.path)
-        except Exception as error:  # noqa: BLE001 - a resume point is never worth a trial
+            temporary.replace(self.path)
+        except Exception as error:  # a resume point is never worth a trial
             with contextlib.suppress(OSError):
                 temporary.unlink()
             if not self._save_failed:
                 self._save_failed = True
                 log.warning("Could not write the resume point %s (%s): a retry of trial %s "
-                            "would train from scratch.", self.path, _first_line(error),
+                            "would train from scratch.", self.path, first_line(error, limit=200),
                             self.identity.get("trial"))
 
     def load(self) -> dict[str, Any] | None:
@@ -103,8 +98,8 @@ class ResumePoint:
             return None
         try:
             point = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - garbage, truncated, or not weights only
-            self.ignore(f"it cannot be read ({_first_line(error)})")
+        except Exception as error:
+            self.ignore(f"it cannot be read ({first_line(error, limit=200)})")
             return None
         problem = self._mismatch(point)
         if problem:
@@ -134,6 +129,3 @@ class ResumePoint:
         return None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:200]

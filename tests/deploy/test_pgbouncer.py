@@ -22,9 +22,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from hpo.run.budget import LocalBudget
-from hpo.run.worker import Worker, counted_finished
-from tests.helpers import make_spec, run_inline
+from hpo.run.budget import LocalBudget, counted_finished
+from tests.helpers import make_spec, make_worker, run_inline
 from tests.postgres import PASSWORD, USER, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -54,7 +53,7 @@ class PgBouncer:
                "LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": str(self.port),
                "POOL_SIZE": str(POOL_SIZE), "MAX_CLIENT_CONN": "200",
                "CONFIG_DIR": str(self.root / "config")}
-        self.log = open(self.root / "log", "w")  # noqa: SIM115 - closed in stop()
+        self.log = (self.root / "log").open("w")  # closed in stop()
         self.process = subprocess.Popen(["bash", str(ENTRYPOINT)], env=env, user=user,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -132,7 +131,7 @@ def test_sixteen_workers_through_pgbouncer(pgbouncer: PgBouncer, postgres_server
     spec = make_spec(url, "logreg-loss", trials=1, epochs=1, data_dir=str(mnist_dir),
                      total=TOTAL)
     run_inline(spec)
-    workers = [Worker(spec, spec.slots[0], budget=LocalBudget(None)) for _ in range(WORKERS)]
+    workers = [make_worker(spec, budget=LocalBudget(None)) for _ in range(WORKERS)]
     counted = [0] * WORKERS
     errors: list[BaseException] = []
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.run.worker import counted_finished
+from hpo.run.budget import counted_finished
 from tests.helpers import hpo_process, running_trials, wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,14 +27,15 @@ def assert_nothing_running(trials: list[optuna.trial.FrozenTrial]) -> None:
     assert not stuck, f"trials left RUNNING: {stuck}"
 
 
-def test_sigkill_mid_trial_retries_same_params_and_meets_budget(tmp_path: Path) -> None:
+def test_sigkill_mid_trial_retries_same_params_and_meets_budget(tmp_path: Path,
+                                                                mnist_dir: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     launch = hpo_process("launch", "mnist-mlp", "--trials", "4", "--workers", "2",
-                         "--synthetic", "--epochs", "3", "--storage", url, "--seed", "3",
-                         "--heartbeat-interval", "1", "--grace-period", "3")
+                         "--data-dir", str(mnist_dir), "--epochs", "10", "--storage", url,
+                         "--seed", "3", "--heartbeat-interval", "1", "--grace-period", "3")
     victim = wait_for(lambda: running_trials(url, "mnist-mlp"), what="a trial mid-way")[0]
     os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
-    out, err = launch.communicate(timeout=300)
+    _out, err = launch.communicate(timeout=300)
     assert launch.returncode == 0, err
 
     trials = load_trials(url)
@@ -52,16 +53,18 @@ def test_sigkill_mid_trial_retries_same_params_and_meets_budget(tmp_path: Path) 
 @pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM],
                                      [signal.SIGINT, signal.SIGINT]],
                          ids=["ctrl-c", "sigterm", "double-ctrl-c"])
-def test_stopping_the_launcher_leaves_nothing_running(tmp_path: Path, signals) -> None:
+def test_stopping_the_launcher_leaves_nothing_running(tmp_path: Path, mnist_dir: Path,
+                                                      signals) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     launch = hpo_process("launch", "mnist-mlp", "--trials", "20", "--workers", "2",
-                         "--synthetic", "--epochs", "50", "--storage", url, "--pruner", "none")
+                         "--data-dir", str(mnist_dir), "--epochs", "50", "--storage", url,
+                         "--pruner", "none")
     wait_for(lambda: len(running_trials(url, "mnist-mlp")) == 2, what="two running trials")
     started = time.monotonic()
     for sig in signals:
         launch.send_signal(sig)
         time.sleep(0.3)
-    out, err = launch.communicate(timeout=120)
+    _out, err = launch.communicate(timeout=120)
     assert launch.returncode == 130, err
     assert time.monotonic() - started < 60
     trials = load_trials(url)
@@ -82,7 +85,7 @@ def many_short_trials(url: str, mnist_dir: Path, *, workers: int = 4, trials: in
     launch = hpo_process("launch", "logreg-loss", "--trials", str(trials), "--workers",
                          str(workers), "--epochs", "1", "--storage", url, "--data-dir",
                          str(mnist_dir), "--sampler", "random", "--keep-checkpoints", "0")
-    out, err = launch.communicate(timeout=600)
+    _out, err = launch.communicate(timeout=600)
     assert launch.returncode == 0, err
     assert "database is locked" not in err
     done = load_trials(url, "logreg-loss")

@@ -21,7 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpo.definition import StudyDefinition
-from hpo.storage.records import FAIL_REASON_ATTR
+from hpo.storage.attributes import FAIL_REASON_ATTR
 from hpo.train.models import MLP
 from tests.helpers import hpo_process, make_spec, run_inline, running_trials, wait_for
 
@@ -94,7 +94,7 @@ def test_an_orphan_running_trial_without_heartbeat_is_failed_and_retried(
     from hpo.run import launch
 
     spec = make_spec(sqlite_url, trials=1, data_dir=str(mnist_dir), grace_period=3)
-    study = launch.prepare(spec, launch.open_for(spec)).study
+    study = launch.prepare(launch.Plan.of(spec)).study
     orphan = study.ask()  # the enqueued baseline, now RUNNING with no heartbeat
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
         long_ago = (datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
@@ -120,8 +120,8 @@ def test_a_trial_failed_by_the_heartbeat_check_says_why(sqlite_url: str, mnist_d
     from hpo.run import launch
 
     spec = make_spec(sqlite_url, trials=1, data_dir=str(mnist_dir), grace_period=3)
-    storage = launch.open_for(spec)
-    study = launch.prepare(spec, storage).study
+    prepared = launch.prepare(launch.Plan.of(spec))
+    storage, study = prepared.storage, prepared.study
     dead = study.ask()
     storage.rdb.record_heartbeat(dead._trial_id)
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:  # its last beat, long ago
@@ -196,7 +196,7 @@ def test_a_relaunch_after_a_power_cut_leaves_nothing_running(tmp_path: Path, mni
 
     second = launches("launch", "mnist-mlp", "--trials", "1", *data, "--epochs", "1",
                       "--storage", url, "--pruner", "none", *hb)
-    out, err = second.communicate(timeout=300)
+    _out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     trials = trials_of(url)
     assert not [t.number for t in trials if t.state == TrialState.RUNNING], err
@@ -256,7 +256,7 @@ def test_two_launches_on_one_study_report_only_their_own_trials(tmp_path: Path, 
 def test_an_outage_past_the_tolerance_is_one_sentence_and_is_not_waited_twice() -> None:
     import sqlalchemy.exc
 
-    from hpo.storage.database import DatabaseUnreachable, call_with_db_retry
+    from hpo.storage.retry import DatabaseUnreachable, call_with_db_retry
 
     url = "postgresql+psycopg://hpo:s3cret@db.example:5432/hpo"
     calls = []
@@ -338,14 +338,13 @@ def test_a_full_sqlite_disk_ends_the_launch_with_one_sentence(sqlite_url: str,
 
     spec = make_spec(sqlite_url, "tests.integration.test_lifecycle:FULL_DISK", trials=3,
                      data_dir=str(mnist_dir), outage_tolerance=3)
-    storage = launch.open_for(spec)
-    prepared = launch.prepare(spec, storage)
+    prepared = launch.prepare(launch.Plan.of(spec))
     progress = LaunchProgress(console=Console(stderr=True), study_name="full-disk",
                               storage_label="x", metric="m", maximize=True, budget=3, epochs=1,
                               slots=list(spec.slots))
     started = time.monotonic()
     with pytest.raises(HpoError) as raised:
-        launch.run(spec, storage, prepared, progress)
+        launch.run(prepared, progress)
     message = str(raised.value)
     assert "has been unreachable for 3 s" in message and "disk is full" in message, message
     assert time.monotonic() - started < 60

@@ -17,10 +17,16 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.definition import StudyDefinition
-from hpo.run.budget import LocalBudget
-from hpo.run.worker import counted_finished
+from hpo.run.budget import LocalBudget, counted_finished
 from hpo.train.models import MLP
-from tests.helpers import hpo_process, make_spec, run_inline, running_trials, wait_for
+from tests.helpers import (
+    hpo_process,
+    make_spec,
+    make_worker,
+    run_inline,
+    running_trials,
+    wait_for,
+)
 from tests.integration.test_faults import many_short_trials
 from tests.postgres import PASSWORD
 
@@ -77,7 +83,7 @@ def test_total_stops_workers_on_every_machine(postgres_url: str, mnist_dir: Path
                            "--data-dir", str(mnist_dir), "--keep-checkpoints", "0")
                for _ in range(2)]
     for worker in workers:
-        out, err = worker.communicate(timeout=300)
+        _out, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
     trials = trials_of(postgres_url, "logreg-loss")
     # The count and the new trial are made under the study's lock: exactly the total.
@@ -86,13 +92,15 @@ def test_total_stops_workers_on_every_machine(postgres_url: str, mnist_dir: Path
 
 
 @pytest.mark.slow
-def test_lost_machine_trial_is_failed_by_heartbeat_and_retried(postgres_url: str) -> None:
+def test_lost_machine_trial_is_failed_by_heartbeat_and_retried(postgres_url: str,
+                                                               mnist_dir: Path) -> None:
     """Worker A (a whole machine) dies mid-trial; worker B's heartbeat check fails A's trial
     after the grace period and runs it again with the same params."""
-    hb = ["--heartbeat-interval", "1", "--grace-period", "3"]
-    setup = runner.invoke(app, ["launch", "mnist-mlp", "--trials", "1", "--synthetic",
-                                "--epochs", "2", "--storage", postgres_url, "--pruner", "none"])
-    assert setup.exit_code == 0, setup.stderr
+    from hpo.run import launch
+
+    hb = ["--heartbeat-interval", "1", "--grace-period", "3", "--data-dir", str(mnist_dir)]
+    launch.prepare(launch.Plan.of(make_spec(postgres_url, epochs=10, pruner="none",
+                                            data_dir=str(mnist_dir))))  # the study, no trial
     machine_a = hpo_process("worker", "mnist-mlp", "--storage", postgres_url, "--trials", "3",
                             *hb, new_session=True)
     victim = wait_for(lambda: running_trials(postgres_url, "mnist-mlp"), what="A's trial")[0]
@@ -100,7 +108,7 @@ def test_lost_machine_trial_is_failed_by_heartbeat_and_retried(postgres_url: str
     machine_a.wait()
     machine_b = hpo_process("worker", "mnist-mlp", "--storage", postgres_url, "--trials", "3",
                             *hb)
-    out, err = machine_b.communicate(timeout=300)
+    _out, err = machine_b.communicate(timeout=300)
     assert machine_b.returncode == 0, err
     trials = trials_of(postgres_url, "mnist-mlp")
     lost = trials[victim.number]
@@ -148,15 +156,14 @@ OUTAGE_STUDY = StudyDefinition(
 
 def test_worker_rides_out_database_outages(restartable_postgres, mnist_dir: Path) -> None:
     from hpo.run import launch
-    from hpo.run.worker import Worker
 
     server = restartable_postgres
     url = server.url()
     spec = make_spec(url, "tests.integration.test_postgres:OUTAGE_STUDY", trials=3, epochs=2,
                      data_dir=str(mnist_dir), heartbeat_interval=1, grace_period=30,
                      outage_tolerance=60)
-    launch.prepare(spec, launch.open_for(spec))
-    worker = Worker(spec, spec.slots[0], budget=LocalBudget(3))
+    launch.prepare(launch.Plan.of(spec))
+    worker = make_worker(spec, budget=LocalBudget(3))
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -181,11 +188,13 @@ def test_worker_rides_out_database_outages(restartable_postgres, mnist_dir: Path
 
 
 @pytest.mark.slow
-def test_launch_survives_a_database_restart_mid_trial(restartable_postgres) -> None:
+def test_launch_survives_a_database_restart_mid_trial(restartable_postgres,
+                                                      mnist_dir: Path) -> None:
     server = restartable_postgres
     url = server.url()
-    launch = hpo_process("launch", "mnist-mlp", "--trials", "3", "--synthetic", "--epochs", "3",
-                         "--storage", url, "--pruner", "none", "--heartbeat-interval", "1")
+    launch = hpo_process("launch", "mnist-mlp", "--trials", "3", "--data-dir", str(mnist_dir),
+                         "--epochs", "10", "--storage", url, "--pruner", "none",
+                         "--heartbeat-interval", "1")
     wait_for(lambda: running_trials(url, "mnist-mlp"), what="a trial mid-way")
     server.stop("immediate")
     time.sleep(5)

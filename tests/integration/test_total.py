@@ -19,10 +19,9 @@ from optuna.trial import TrialState, create_trial
 
 from hpo.definition import StudyDefinition
 from hpo.run import launch
-from hpo.run.budget import LocalBudget
-from hpo.run.worker import Worker, counted_finished
+from hpo.run.budget import LocalBudget, counted_finished
 from hpo.train.models import MLP
-from tests.helpers import make_spec
+from tests.helpers import make_spec, make_worker
 
 TOTAL = 10
 ALREADY_FINISHED = TOTAL - 3
@@ -49,11 +48,11 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 def test_racing_workers_fill_the_total_exactly(storage_url: str, mnist_dir: Path) -> None:
     spec = make_spec(storage_url, "tests.integration.test_total:RACE", data_dir=str(mnist_dir),
                      total=TOTAL, trials=None)
-    study = launch.prepare(spec, launch.open_for(spec)).study
+    study = launch.prepare(launch.Plan.of(spec)).study
     study.add_trials([create_trial(params={"x": 0.5}, distributions=RACE.search_space, value=0.5)
                       for _ in range(ALREADY_FINISHED)])
 
-    workers = [Worker(spec, spec.slots[0], budget=LocalBudget(None)) for _ in range(WORKERS)]
+    workers = [make_worker(spec, budget=LocalBudget(None)) for _ in range(WORKERS)]
     for worker in workers:  # load the data now, so that all of them reach the check together
         worker._load_data()
     start = threading.Barrier(WORKERS)

@@ -53,6 +53,13 @@ def mixed_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, optuna.Study]:
     return url, study
 
 
+@pytest.fixture
+def storage_url(sqlite_url: str) -> str:
+    """A storage holding a study: all a dashboard needs to start."""
+    optuna.create_study(study_name="s", storage=sqlite_url)
+    return sqlite_url
+
+
 @pytest.mark.browser
 def test_dashboard_in_a_real_browser(mixed_study, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
@@ -96,8 +103,8 @@ def test_dashboard_in_a_real_browser(mixed_study, tmp_path: Path) -> None:
         server.communicate(timeout=30)
 
 
-def test_port_in_use_is_a_clear_error(sqlite_url: str, mixed_study) -> None:
-    url, _ = mixed_study
+def test_port_in_use_is_a_clear_error(storage_url: str) -> None:
+    url = storage_url
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -107,8 +114,9 @@ def test_port_in_use_is_a_clear_error(sqlite_url: str, mixed_study) -> None:
     assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
 
 
-def test_binding_beyond_loopback_warns(mixed_study, caplog: pytest.LogCaptureFixture) -> None:
-    url, _ = mixed_study
+def test_binding_beyond_loopback_warns(storage_url: str, caplog: pytest.LogCaptureFixture
+                                       ) -> None:
+    url = storage_url
     with caplog.at_level(logging.WARNING):
         server = create_server(url, host="0.0.0.0", port=free_port())
     server.server_close()

@@ -20,8 +20,8 @@ from tests.helpers import make_spec, pruned_only_study, run_inline
 runner = CliRunner()
 
 
-def test_evaluate_measures_once_and_records(finished_study, mnist_dir: Path) -> None:
-    url, artifacts = finished_study
+def test_evaluate_measures_once_and_records(finished_study_copy, mnist_dir: Path) -> None:
+    url, artifacts = finished_study_copy
     env = {"HPO_ARTIFACT_DIR": str(artifacts)}
     args = ["evaluate", "mnist-mlp", "--storage", url, "--data-dir", str(mnist_dir)]
     result = runner.invoke(app, args, env=env)
@@ -39,9 +39,9 @@ def test_evaluate_measures_once_and_records(finished_study, mnist_dir: Path) -> 
     assert f"{recorded['value']:.4f}" in again.stdout
 
 
-def test_evaluate_retrains_when_there_is_no_checkpoint(finished_study, mnist_dir: Path,
+def test_evaluate_retrains_when_there_is_no_checkpoint(finished_study_copy, mnist_dir: Path,
                                                        tmp_path: Path) -> None:
-    url, _ = finished_study
+    url, _ = finished_study_copy
     study = optuna.load_study(study_name="mnist-mlp", storage=url)
     uncheckpointed = [t.number for t in study.trials if t.state.name == "COMPLETE"
                       and t.number not in saved_checkpoints(study)]
@@ -61,7 +61,7 @@ def logreg_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, Path]:
     artifacts = tmp_path / "logreg-artifacts"
     spec = make_spec(url, "logreg-loss", trials=1, epochs=1, data_dir=str(mnist_dir),
                      artifact_dir=str(artifacts), keep_checkpoints=1)
-    launch.prepare(spec, launch.open_for(spec)).study.enqueue_trial(
+    launch.prepare(launch.Plan.of(spec)).study.enqueue_trial(
         {"loss": "cross_entropy", "lr": 0.1, "init_seed": 0})
     run_inline(spec)
     return url, artifacts

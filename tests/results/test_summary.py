@@ -29,7 +29,7 @@ def test_trials_lists_filters_and_ranks(finished_study) -> None:
     top = json.loads(runner.invoke(app, ["trials", "mnist-mlp", "--storage", url, "--top", "2",
                                          "--json"]).stdout)
     values = [r["value"] for r in records if r["state"] == "COMPLETE"]
-    assert [r["value"] for r in top][0] == max(values) and len(top) == 2
+    assert next(r["value"] for r in top) == max(values) and len(top) == 2
     pruned = json.loads(runner.invoke(app, ["trials", "mnist-mlp", "--storage", url,
                                             "--state", "pruned", "--json"]).stdout)
     assert pruned and all(r["state"] == "PRUNED" for r in pruned)
@@ -38,8 +38,8 @@ def test_trials_lists_filters_and_ranks(finished_study) -> None:
 
 
 def test_wasted_epochs_count_trials_that_end_below_the_baseline() -> None:
-    from hpo.definition import BASELINE_ATTR
     from hpo.results.summary import wasted_epochs
+    from hpo.storage.attributes import BASELINE_ATTR
 
     study = optuna.create_study(direction="maximize")
 

@@ -105,3 +105,29 @@ def test_racing_worker_processes_spend_the_budget_exactly(not_counted: int) -> N
     assert sum(max(0, g - not_counted) for g in granted) == trials
     assert state.counted.value == trials and state.remaining.value == 0
     assert list(state.holding) == [0] * workers
+
+
+def test_the_counting_rule_counts_a_retry_in_its_original_s_place() -> None:
+    """What --trials, --total and the launch's summary count: finished trials, less those a
+    retry replaced; a failed trial nobody retried (retries used up, or stopped) counts."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hpo.run.budget import counted, counted_finished, replaced_by_retries
+
+    space = {"x": FloatDistribution(0.0, 1.0)}
+
+    def trial(number: int, state: TrialState, history: list[int] | None = None):
+        made = create_trial(params={"x": 0.5}, distributions=space, state=state,
+                            value=0.5 if state == TrialState.COMPLETE else None,
+                            system_attrs={"retry_history": history} if history else None)
+        made.number = number
+        return made
+
+    trials = [trial(0, TrialState.COMPLETE), trial(1, TrialState.FAIL),  # lost, retried
+              trial(2, TrialState.FAIL), trial(3, TrialState.COMPLETE, [1]),  # 2: not retried
+              trial(4, TrialState.FAIL), trial(5, TrialState.WAITING, [4]),  # retry queued
+              trial(6, TrialState.RUNNING), trial(7, TrialState.PRUNED)]
+    assert replaced_by_retries(trials) == {1, 4}
+    assert [t.number for t in counted(trials)] == [0, 2, 3, 7]
+    assert counted_finished(trials) == 4

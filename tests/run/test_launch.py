@@ -1,4 +1,4 @@
-"""hpo/run/launch.py: the launch sequence. build_spec decides every setting and refuses before
+"""hpo/run/launch.py: the launch sequence. plan decides every setting and refuses before
 anything is written, prepare creates or resumes the study, run supervises the workers; and two
 whole launches on one SQLite study, read back with the other commands."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from hpo import registry
 from hpo.cli import app
 from hpo.errors import HpoError
 from hpo.run import launch
-from hpo.run.worker import counted_finished
+from hpo.run.budget import counted_finished
 from hpo.settings import cpu_count
 from hpo.storage import records
+from hpo.storage.engine import open_storage
 from tests.helpers import make_spec, run_inline
 
 runner = CliRunner()
@@ -29,6 +31,10 @@ runner = CliRunner()
 
 def invoke(*args: str):
     return runner.invoke(app, list(args))
+
+
+def build_spec(*args, **kwargs):
+    return launch.plan(*args, **kwargs).spec
 
 
 @pytest.mark.slow
@@ -100,23 +106,43 @@ def test_the_recorded_spec_is_what_a_relaunch_and_a_worker_use(sqlite_url: str,
                                                                mnist_dir: Path) -> None:
     run_inline(make_spec(sqlite_url, trials=1, epochs=2, seed=11, pruner="median",
                          data_dir=str(mnist_dir)))
-    study = records.load(launch.open_for(make_spec(sqlite_url)), "mnist-mlp")
+    study = records.load(open_storage(sqlite_url), "mnist-mlp")
     recorded = records.recorded_spec(study)
     assert (recorded["study"], recorded["epochs"], recorded["seed"], recorded["pruner"]) == (
         "mnist-mlp", 2, 11, "median")
-    relaunch = launch.build_spec("mnist-mlp", worker=False, study_name=None,
-                                 storage_url=sqlite_url, data_dir=str(mnist_dir),
-                                 flags={"epochs": 4})
+    relaunch = build_spec("mnist-mlp", worker=False, study_name=None,
+                          storage_url=sqlite_url, data_dir=str(mnist_dir),
+                          flags={"epochs": 4})
     assert (relaunch.epochs, relaunch.seed, relaunch.pruner, relaunch.trials) == (
         4, 11, "median", registry.resolve("mnist-mlp").definition.trials)
-    joined = launch.build_spec(None, worker=True, study_name="mnist-mlp", storage_url=sqlite_url,
-                               data_dir=str(mnist_dir), flags={"trials": None})
+    joined = build_spec(None, worker=True, study_name="mnist-mlp", storage_url=sqlite_url,
+                        data_dir=str(mnist_dir), flags={"trials": None})
     assert (joined.epochs, joined.seed, joined.trials, joined.study) == (2, 11, None, "mnist-mlp")
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_launch_resolves_its_study_and_opens_its_storage_once(
+        sqlite_url: str, existing: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if existing:
+        launch.prepare(launch.Plan.of(make_spec(sqlite_url, synthetic=True)))
+    opened, resolved = [], []
+    monkeypatch.setattr(launch, "open_storage",
+                        lambda *args, **kwargs: opened.append(args) or open_storage(*args,
+                                                                                    **kwargs))
+    monkeypatch.setattr(launch.registry, "resolve",
+                        lambda reference: resolved.append(reference) or
+                        registry._resolve(reference))
+    plan = launch.plan("mnist-mlp", worker=False, study_name=None, storage_url=sqlite_url,
+                       data_dir="data", flags={"trials": 1, "synthetic": True})
+    prepared = launch.prepare(plan)
+    assert len(opened) == 1 and resolved == ["mnist-mlp"]
+    assert prepared.storage is (plan.storage if existing else prepared.storage)
+    assert records.recorded_spec(prepared.study)["synthetic"] is True
+
+
 def test_a_grid_launch_defaults_to_the_whole_grid(sqlite_url: str) -> None:
-    spec = launch.build_spec("mnist-mlp-seed", worker=False, study_name=None,
-                             storage_url=sqlite_url, data_dir="data", flags={})
+    spec = build_spec("mnist-mlp-seed", worker=False, study_name=None,
+                      storage_url=sqlite_url, data_dir="data", flags={})
     assert spec.sampler == "grid" and spec.trials == 3
 
 
@@ -124,71 +150,74 @@ def test_a_worker_needs_a_study_it_can_find(sqlite_url: str) -> None:
     from hpo.errors import HpoError
 
     with pytest.raises(HpoError, match="There is no study named 'nope' to join yet"):
-        launch.build_spec(None, worker=True, study_name="nope", storage_url=sqlite_url,
-                          data_dir="data", flags={})
+        build_spec(None, worker=True, study_name="nope", storage_url=sqlite_url,
+                   data_dir="data", flags={})
 
 
 def test_a_worker_joining_with_another_definition_is_refused(sqlite_url: str) -> None:
     spec = make_spec(sqlite_url, synthetic=True, study_name="shared")
-    launch.prepare(spec, launch.open_for(spec))
-    with pytest.raises(HpoError, match="Study 'shared' runs the definition 'mnist-mlp', not "
-                                       "'logreg-loss' from 'logreg-loss': drop the study "
-                                       "argument, or choose another --study-name."):
-        launch.build_spec("logreg-loss", worker=True, study_name="shared",
-                          storage_url=sqlite_url, data_dir="data", flags={})
-    joined = launch.build_spec("mnist-mlp", worker=True, study_name="shared",
-                               storage_url=sqlite_url, data_dir="data", flags={})
+    launch.prepare(launch.Plan.of(spec))
+    with pytest.raises(HpoError, match=re.escape(
+            "Study 'shared' runs the definition 'mnist-mlp', not 'logreg-loss' from "
+            "'logreg-loss': drop the study argument, or choose another --study-name.")):
+        build_spec("logreg-loss", worker=True, study_name="shared",
+                   storage_url=sqlite_url, data_dir="data", flags={})
+    joined = build_spec("mnist-mlp", worker=True, study_name="shared",
+                        storage_url=sqlite_url, data_dir="data", flags={})
     assert (joined.study_name, joined.synthetic) == ("shared", True)  # the recorded data
 
 
 def test_planning_leaves_no_database_behind(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    spec = launch.build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
-                             data_dir="data", flags={"trials": 2})
+    spec = build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
+                      data_dir="data", flags={"trials": 2})
     assert spec.trials == 2 and spec.study_name == "mnist-mlp"
     assert not (tmp_path / "new.db").exists()
 
 
 def test_a_dry_run_plans_without_a_reachable_database(caplog: pytest.LogCaptureFixture) -> None:
     url = "postgresql+psycopg://me:s3cret@127.0.0.1:1/hpo"
-    spec = launch.build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
-                             data_dir="data", flags={"epochs": 2}, dry_run=True)
+    spec = build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
+                      data_dir="data", flags={"epochs": 2}, dry_run=True)
     assert spec.epochs == 2 and spec.sampler == "tpe"  # the flag, then the definition
     assert "Planning without the study's recorded settings: Cannot reach the database" \
         in caplog.text
     with pytest.raises(HpoError, match="Cannot reach the database"):
-        launch.build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
-                          data_dir="data", flags={})
+        build_spec("mnist-mlp", worker=False, study_name=None, storage_url=url,
+                   data_dir="data", flags={})
 
 
 def test_prepare_checks_the_data_before_writing_anything(sqlite_url: str, tmp_path: Path
                                                          ) -> None:
     spec = make_spec(sqlite_url, data_dir=str(tmp_path / "empty"))
-    storage = launch.open_for(spec)
     with pytest.raises(HpoError, match="MNIST is not in"):
-        launch.prepare(spec, storage)
+        launch.prepare(launch.Plan.of(spec))
+    assert not (tmp_path / "hpo.db").exists()  # not even created
+    storage = open_storage(sqlite_url)  # a database that exists gets no study either
+    with pytest.raises(HpoError, match="MNIST is not in"):
+        launch.prepare(replace(launch.Plan.of(spec), storage=storage))
     assert records.study_names(storage) == []
 
 
 def test_prepare_creates_then_resumes_with_the_launch_s_budget(sqlite_url: str) -> None:
     spec = make_spec(sqlite_url, synthetic=True, trials=4, seed=5)
-    first = launch.prepare(spec, launch.open_for(spec))
+    first = launch.prepare(launch.Plan.of(spec))
     assert (first.created, first.budget, first.note) == (True, 4, None)
     assert records.recorded_spec(first.study)["seed"] == 5
-    again = launch.prepare(replace(spec, seed=6), launch.open_for(spec))
+    again = launch.prepare(launch.Plan.of(replace(spec, seed=6)))
     assert not again.created and records.recorded_spec(again.study)["seed"] == 6
 
 
 def test_a_grid_launch_runs_only_the_points_left(sqlite_url: str) -> None:
     spec = make_spec(sqlite_url, "mnist-mlp-seed", synthetic=True, sampler="grid", trials=10)
-    study = launch.prepare(spec, launch.open_for(spec)).study
+    study = launch.prepare(launch.Plan.of(spec)).study
     lr = registry.resolve("mnist-mlp-seed").definition.search_space["lr"]
     for grid_id in (0, 2):  # two of the three points tried (one of them twice)
         for _ in range(1 + (grid_id == 2)):
             study.add_trial(optuna.trial.create_trial(
                 params={"lr": lr.choices[grid_id]}, distributions={"lr": lr}, value=0.9,
                 system_attrs={"grid_id": grid_id}))
-    prepared = launch.prepare(spec, launch.open_for(spec))
+    prepared = launch.prepare(launch.Plan.of(spec))
     assert prepared.budget == 1
     assert prepared.note == ("The grid of mnist-mlp-seed has 1 untried point(s) left, so this "
                              "launch runs 1 trial(s), not 10.")
@@ -201,6 +230,8 @@ def test_launching_nothing_starts_no_worker(sqlite_url: str, monkeypatch: pytest
 
     monkeypatch.setattr(supervisor.Supervisor, "_start",
                         lambda self, slot: pytest.fail("a worker was started"))
-    prepared = launch.Prepared(study=None, created=False, budget=0, note=None)
-    result = launch.run(make_spec(sqlite_url), None, prepared, None)
+    plan = launch.Plan.of(make_spec(sqlite_url))
+    prepared = launch.Prepared(plan, storage=None, study=None, created=False, budget=0,
+                               note=None)
+    result = launch.run(prepared)
     assert result == supervisor.SuperviseResult(0, False, [])

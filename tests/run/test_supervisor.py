@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import logging
+import multiprocessing
 import os
+import time
 
 import optuna
 import pytest
@@ -17,10 +19,11 @@ from rich.console import Console
 
 from hpo.definition import Dataset, Splits, StudyDefinition
 from hpo.run import launch, supervisor
+from hpo.run.budget import counted_finished
+from hpo.run.channel import Channel
 from hpo.run.devices import plan_workers
 from hpo.run.progress import LaunchProgress
-from hpo.run.worker import counted_finished
-from tests.helpers import make_spec
+from tests.helpers import make_spec, wait_for
 from tests.run import probe
 
 
@@ -37,14 +40,14 @@ def test_each_worker_process_starts_with_its_own_gpu_and_threads(
     spec = make_spec(sqlite_url, slots=slots)
     # The real Supervisor._start (and _child_environment); only the worker's body is a probe.
     monkeypatch.setattr(supervisor, "_worker_process", probe.report_environment)
-    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=1,
-                                    progress=None)
+    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=1)
     for slot in slots:
         watcher._start(slot)
-    reported = {}
-    for _ in slots:
-        _, index, environment = watcher.events.get(timeout=120)
-        reported[index] = environment
+    reported: dict[int, dict] = {}
+    deadline = time.monotonic() + 120
+    while len(reported) < len(slots) and time.monotonic() < deadline:
+        for _, (_, index, environment) in watcher._receive(timeout=1):
+            reported[index] = environment
     for process in watcher.processes.values():
         process.join(timeout=60)
     assert reported == {
@@ -94,12 +97,11 @@ DYING = definition("dying", _dies_in_trial_one)
 
 def launch_inline(spec) -> tuple[supervisor.SuperviseResult, list[optuna.trial.FrozenTrial]]:
     """What 'hpo launch' does after planning: prepare the study, supervise its workers."""
-    storage = launch.open_for(spec)
-    prepared = launch.prepare(spec, storage)
+    prepared = launch.prepare(launch.Plan.of(spec))
     progress = LaunchProgress(console=Console(file=io.StringIO()), study_name=spec.study_name,
                               storage_label="test", metric="val_accuracy", maximize=True,
                               budget=prepared.budget, epochs=spec.epochs, slots=list(spec.slots))
-    result = launch.run(spec, storage, prepared, progress)
+    result = launch.run(prepared, progress)
     return result, optuna.load_study(study_name=spec.study_name,
                                      storage=spec.storage_url).get_trials()
 
@@ -138,14 +140,47 @@ def test_worker_logs_and_events_reach_the_launcher(sqlite_url: str,
                               storage_label="test", metric="val_accuracy", maximize=True,
                               budget=2, epochs=1, slots=list(spec.slots))
     watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=2,
-                                    progress=progress)
-    supervisor.QueueEvents(watcher.events, 0).emit("trial_finished", trial=3, state="COMPLETE",
-                                                   value=0.9, reason=None)
-    watcher.events.put(logging.LogRecord("hpo.run.worker", logging.WARNING, __file__, 1,
-                                         "from the worker process", None, None))
+                                    display=progress)
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    watcher.channels[0] = reader
+    channel = Channel(writer)
+    channel.emit("trial_finished", trial=3, state="COMPLETE", value=0.9, reason=None)
+    channel.put(logging.LogRecord("hpo.run.worker", logging.WARNING, __file__, 1,
+                                  "from the worker process", None, None))
     watcher._drain_events(timeout=2)
     assert (progress.done, progress.best_trial, progress.best_value) == (1, 3, 0.9)
+    assert watcher.trials == {3}  # the launcher's own record of its trials, not the display's
     assert "from the worker process" in caplog.text
+
+
+def test_a_worker_killed_mid_message_silences_no_other(sqlite_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL while a worker sends its events: its pipe is dropped, and the worker started in
+    its place (and any other) is still heard, and exits. (A queue shared by the workers stayed
+    locked: the next worker hung on its first event.)"""
+    monkeypatch.setattr(supervisor, "_worker_process", probe.chatter)
+    spec = make_spec(sqlite_url)
+    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=1)
+    (slot,) = spec.slots
+    for _ in range(3):  # a killed writer is nearly always mid-message; three tries make sure
+        watcher.restarts[slot.index] = 0
+        watcher._start(slot)
+        wait_for(lambda: watcher._receive(timeout=0.5), timeout=60, what="the chatter")
+        watcher.processes[slot.index].kill()
+        watcher.processes[slot.index].join()
+        # Read to the end of what it sent, a message cut in half included: the pipe is dropped.
+        wait_for(lambda: watcher._receive(timeout=0.5) is not None
+                 and slot.index not in watcher.channels, timeout=60, what="its pipe dropped")
+        watcher.restarts[slot.index] = 1
+        watcher._start(slot)  # in its place: says one thing and exits
+        heard = []
+        deadline = time.monotonic() + 60
+        while not heard and time.monotonic() < deadline:
+            heard = [item for _, item in watcher._receive(timeout=0.5)
+                     if item[1] == "trial_started"]
+        assert heard == [("event", "trial_started", {"trial": 99})]
+        watcher.processes[slot.index].join(timeout=30)
+        assert watcher.processes[slot.index].exitcode == 0
 
 
 def test_the_environment_is_restored_even_when_starting_fails(monkeypatch: pytest.MonkeyPatch
@@ -153,8 +188,7 @@ def test_the_environment_is_restored_even_when_starting_fails(monkeypatch: pytes
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     (slot,) = plan_workers(gpus="1", gpu_ids=["0", "1"], cores=2)
-    with pytest.raises(RuntimeError, match="spawn failed"):
-        with supervisor._child_environment(slot):
-            assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
-            raise RuntimeError("spawn failed")
+    with pytest.raises(RuntimeError, match="spawn failed"), supervisor._child_environment(slot):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+        raise RuntimeError("spawn failed")
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" and "OMP_NUM_THREADS" not in os.environ

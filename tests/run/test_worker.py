@@ -12,12 +12,11 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from hpo.definition import StudyDefinition
-from hpo.run.worker import counted_finished
+from hpo.run.budget import counted_finished
 from hpo.train.models import MLP
 from studies.mnist_mlp import BASELINE
 from tests.helpers import make_spec, run_inline
 
-GOOD = {**BASELINE, "lr": 3e-3}
 BAD = {**BASELINE, "lr": 0.1}  # stays near chance, as in the seed report
 
 
@@ -26,11 +25,12 @@ def states(study: optuna.Study) -> list[str]:
 
 
 def test_baseline_trial_is_enqueued_once(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_spec(sqlite_url, trials=2, data_dir=str(mnist_dir))
-    study = run_inline(request)
-    run_inline(request)  # resuming does not enqueue it again
-    baselines = [t for t in study.get_trials() if t.user_attrs.get("baseline")]
-    assert len(baselines) == 1
+    request = make_spec(sqlite_url, trials=1, data_dir=str(mnist_dir))
+    study = run_inline(request)  # the baseline, enqueued at creation, runs first
+    run_inline(request)  # resuming does not enqueue it again: this runs a sampled trial
+    trials = study.get_trials()
+    baselines = [t for t in trials if t.user_attrs.get("baseline")]
+    assert len(trials) == 2 and len(baselines) == 1
     assert baselines[0].number == 0 and baselines[0].params == BASELINE
     assert baselines[0].state == TrialState.COMPLETE
 
@@ -48,13 +48,13 @@ def test_trials_record_device_epochs_and_speed(sqlite_url: str, mnist_dir: Path)
 
 
 def test_pruning_really_prunes(sqlite_url: str, mnist_dir: Path) -> None:
-    request = make_spec(sqlite_url, trials=1, epochs=3, pruner="median",
-                           data_dir=str(mnist_dir))
+    """A trial below the floor stops after its first epoch: the floor needs no peers, so the
+    baseline is the only other trial."""
+    request = make_spec(sqlite_url, trials=1, epochs=2, pruner="median",
+                        data_dir=str(mnist_dir))
     study = run_inline(request)  # the baseline
-    for _ in range(4):
-        study.enqueue_trial(GOOD)
     study.enqueue_trial(BAD)
-    study = run_inline(request, worker_trials=5)
+    study = run_inline(request)
     last = study.trials[-1]
     assert last.params["lr"] == BAD["lr"]
     assert last.state == TrialState.PRUNED
@@ -64,14 +64,14 @@ def test_pruning_really_prunes(sqlite_url: str, mnist_dir: Path) -> None:
 
 
 def test_baseline_is_never_pruned(sqlite_url: str, mnist_dir: Path) -> None:
+    """BAD, below the floor at every epoch, trains to its end when it is the baseline."""
     request = make_spec(sqlite_url, trials=1, epochs=2, pruner="median",
-                           data_dir=str(mnist_dir))
+                        data_dir=str(mnist_dir))
     study = run_inline(request)
-    for _ in range(4):
-        study.enqueue_trial(GOOD)
     study.enqueue_trial(BAD, user_attrs={"baseline": True})
-    study = run_inline(request, worker_trials=5)
-    assert study.trials[-1].state == TrialState.COMPLETE
+    study = run_inline(request)
+    assert study.trials[-1].params == BAD and study.trials[-1].state == TrialState.COMPLETE
+    assert study.trials[-1].intermediate_values[1] < 0.5  # below the floor: pruned otherwise
 
 
 def _faulty_objective(trial: optuna.Trial, run) -> float:

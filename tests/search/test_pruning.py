@@ -7,9 +7,9 @@ from dataclasses import replace
 import optuna
 import pytest
 
-from hpo.definition import BASELINE_ATTR
 from hpo.search.algorithms import make_pruner
 from hpo.search.pruning import GuardedPruner
+from hpo.storage.attributes import BASELINE_ATTR
 from studies.mnist_mlp import STUDY
 
 EPOCHS = 15
@@ -112,7 +112,7 @@ def test_minimize_turns_the_floor_into_a_ceiling() -> None:
 
 
 def test_a_negative_margin_is_refused() -> None:
-    with pytest.raises(ValueError, match="cannot be negative but got -0.1"):
+    with pytest.raises(ValueError, match=r"cannot be negative but got -0\.1"):
         GuardedPruner(optuna.pruners.NopPruner(), baseline_margin=-0.1)
 
 

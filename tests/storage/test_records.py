@@ -10,10 +10,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpo import __version__
-from hpo.definition import BASELINE_ATTR, StudyDefinition
+from hpo.definition import StudyDefinition
 from hpo.errors import HpoError
 from hpo.storage import records
-from hpo.storage.database import ResilientStorage, open_storage
+from hpo.storage.attributes import BASELINE_ATTR, metric_name
+from hpo.storage.engine import open_storage
+from hpo.storage.retry import ResilientStorage
 
 SPACE = {"x": FloatDistribution(0.0, 1.0), "kind": CategoricalDistribution(["a", "b"])}
 
@@ -57,7 +59,7 @@ def test_resuming_keeps_the_study_and_records_the_new_spec(storage) -> None:
                                               spec={"epochs": 5})
     assert not created
     assert len(study.trials) == 1  # the baseline is enqueued once, at creation
-    assert records.recorded_spec(study) == {"epochs": 5, "definition": "toy"}
+    assert records.recorded_spec(study) == {"epochs": 5}
 
 
 def test_a_minimizing_definition_makes_a_minimizing_study(storage) -> None:
@@ -65,7 +67,7 @@ def test_a_minimizing_definition_makes_a_minimizing_study(storage) -> None:
                                                             metric_name="loss"),
                                         "s", synthetic=False, spec={})
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
-    assert records.metric_name(study) == "loss" and not study.trials
+    assert metric_name(study) == "loss" and not study.trials
 
 
 def add_foreign_trial(storage: ResilientStorage, name: str, params: dict, distributions: dict
@@ -133,18 +135,14 @@ def test_load_names_the_studies_that_exist(storage) -> None:
     assert records.load(storage, "b").study_name == "b"
 
 
-def test_recorded_spec_reads_the_latest_launch_and_older_records(storage) -> None:
+def test_recorded_spec_reads_the_latest_launch(storage) -> None:
     assert records.stored_spec(storage, "s") is None
-    study, _ = records.create_or_resume(storage, definition(), "s", synthetic=False,
-                                        spec={"study": "/abs/toy.py", "seed": 7})
-    assert records.stored_spec(storage, "s") == {"study": "/abs/toy.py", "seed": 7,
-                                                 "definition": "toy"}
-    # hpo 0.1 recorded "launch_config", without a study reference: the definition stands in.
-    old = optuna.create_study(study_name="old", storage=storage, direction="maximize")
-    old.set_user_attr("definition", "mnist-mlp")
-    old.set_user_attr("launch_config", {"epochs": 4, "sampler": "tpe"})
-    assert records.recorded_spec(old) == {"epochs": 4, "sampler": "tpe",
-                                          "definition": "mnist-mlp"}
+    records.create_or_resume(storage, definition(), "s", synthetic=False,
+                             spec={"study": "/abs/toy.py", "seed": 7})
+    assert records.stored_spec(storage, "s") == {"study": "/abs/toy.py", "seed": 7}
+    records.create_or_resume(storage, definition(), "s", synthetic=False,
+                             spec={"study": "/abs/toy.py", "seed": 8})
+    assert records.stored_spec(storage, "s") == {"study": "/abs/toy.py", "seed": 8}
     bare = optuna.create_study(study_name="bare", storage=storage)
-    assert records.recorded_spec(bare) == {"definition": None}
-    assert records.metric_name(bare) == "value"
+    assert records.recorded_spec(bare) == {}
+    assert metric_name(bare) == "value"

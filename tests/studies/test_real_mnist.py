@@ -32,7 +32,7 @@ def real_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = mnist.raw_dir(root)
     raw.mkdir(parents=True)
     for name in mnist.FILES.values():
-        with gzip.open(SHARED_MNIST / f"{name}.gz") as packed, open(raw / name, "wb") as out:
+        with gzip.open(SHARED_MNIST / f"{name}.gz") as packed, (raw / name).open("wb") as out:
             shutil.copyfileobj(packed, out)
     return root
 

@@ -108,7 +108,7 @@ def test_three_trial_study_end_to_end(tmp_path: Path, svhn_dir: Path, unchecked)
                         options={"subset": 1.0, "weights": "none"})
     from hpo.run import launch
 
-    study = launch.prepare(request, launch.open_for(request)).study
+    study = launch.prepare(launch.Plan.of(request)).study
     # Three cheap configurations; the sampler would happily pick VGG-16 at 224 px on a CPU.
     study.enqueue_trial({"backbone": "lenet5", "lr": 3e-3, "batch_size": 64})
     study.enqueue_trial({"backbone": "resnet18", "input_size": 32, "lr": 1e-3, "batch_size": 64})

@@ -49,8 +49,8 @@ def test_eviction_keeps_only_the_best_few(tmp_path: Path) -> None:
     assert len(list((tmp_path / "store").iterdir())) == 2
 
 
-def test_tampered_checkpoint_is_refused(finished_study, mnist_dir: Path) -> None:
-    url, artifacts = finished_study
+def test_tampered_checkpoint_is_refused(finished_study_copy, mnist_dir: Path) -> None:
+    url, artifacts = finished_study_copy
     study = optuna.load_study(study_name="mnist-mlp", storage=url)
     number, meta = next(iter(saved_checkpoints(study).items()))
 

@@ -24,8 +24,14 @@ from optuna.trial import TrialState
 from hpo import _optuna
 from hpo.run import launch
 from hpo.run.budget import LocalBudget
-from hpo.run.worker import Worker
-from tests.helpers import hpo_process, make_spec, run_inline, wait_for, write_mnist
+from tests.helpers import (
+    hpo_process,
+    make_spec,
+    make_worker,
+    run_inline,
+    wait_for,
+    write_mnist,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +76,8 @@ def resume_dir(artifacts: Path, study: str = "mnist-mlp") -> Path:
 def kill_first_trial(spec, at_epoch: int) -> optuna.Study:
     """Run trial 0 until ``at_epoch`` and let its worker die there; then do what the launcher
     does on seeing it die: fail the trial and queue it again with the same params."""
-    launch.prepare(spec, launch.open_for(spec))
-    worker = Worker(spec, spec.slots[0], budget=LocalBudget(1), events=Epochs(die_at=at_epoch))
+    launch.prepare(launch.Plan.of(spec))
+    worker = make_worker(spec, budget=LocalBudget(1), events=Epochs(die_at=at_epoch))
     with pytest.raises(WorkerDied):
         worker.run()
     study = worker.study
@@ -85,7 +91,7 @@ def kill_first_trial(spec, at_epoch: int) -> optuna.Study:
 
 def run_retry(spec) -> tuple[optuna.Study, Epochs]:
     epochs = Epochs()
-    worker = Worker(spec, spec.slots[0], budget=LocalBudget(1), events=epochs)
+    worker = make_worker(spec, budget=LocalBudget(1), events=epochs)
     worker.run()
     return worker.study, epochs
 
@@ -122,7 +128,7 @@ def test_a_retry_of_a_retry_resumes_from_the_original_trials_point(
     artifacts = tmp_path / "artifacts"
     spec = spec_for(sqlite_url, mnist_dir, artifacts)
     study = kill_first_trial(spec, at_epoch=2)
-    worker = Worker(spec, spec.slots[0], budget=LocalBudget(1), events=Epochs(die_at=3))
+    worker = make_worker(spec, budget=LocalBudget(1), events=Epochs(die_at=3))
     with pytest.raises(WorkerDied):
         worker.run()
     (second,) = study.get_trials(states=(TrialState.RUNNING,))
@@ -229,10 +235,10 @@ def test_a_pruned_trial_leaves_no_resume_point(
     seen: list[bool] = []
     spec = make_spec(sqlite_url, f"{study_file}:STRICT", pruner="median", epochs=3, trials=1,
                      data_dir=str(mnist_dir), artifact_dir=str(artifacts))
-    launch.prepare(spec, launch.open_for(spec))
+    launch.prepare(launch.Plan.of(spec))
     events = Epochs(check=lambda fields: seen.append(
         (resume_dir(artifacts, "strict") / f"{fields['trial']}.pt").exists()))
-    worker = Worker(spec, spec.slots[0], budget=LocalBudget(1), events=events)
+    worker = make_worker(spec, budget=LocalBudget(1), events=events)
     worker.run()
     (trial,) = worker.study.trials
     assert trial.state == TrialState.PRUNED
@@ -283,7 +289,7 @@ def test_a_killed_worker_s_trial_resumes_at_epoch_7_in_a_real_launch(
         victim = wait_for(at_epoch_7, timeout=540, interval=0.02, what="trial 0 at epoch 7")
         killed_at = len(victim.intermediate_values)
         os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
-        out, err = process.communicate(timeout=540)
+        _out, err = process.communicate(timeout=540)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

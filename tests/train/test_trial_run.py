@@ -11,7 +11,8 @@ import pytest
 import torch
 from optuna.distributions import FloatDistribution
 
-from hpo.definition import BASELINE_ATTR, StudyDefinition
+from hpo.definition import StudyDefinition
+from hpo.storage.attributes import BASELINE_ATTR
 from hpo.train.models import MLP
 from hpo.train.trial_run import TrialRun, trial_seed
 from tests.helpers import make_spec
@@ -60,8 +61,8 @@ def test_report_records_each_epoch_and_stops_a_rejected_trial_with_the_reason() 
     seen = []
     run = TrialRun(trial, TOY, make_spec(""), on_epoch=lambda epoch, value: seen.append(epoch))
     run.report(0.8, 1)
-    with pytest.raises(optuna.TrialPruned, match="val_accuracy 0.3000 at epoch 2 is below the "
-                                                 "floor 0.5"):
+    with pytest.raises(optuna.TrialPruned, match=r"val_accuracy 0\.3000 at epoch 2 is below "
+                                                 r"the floor 0\.5"):
         run.report(0.3, 2)
     assert study.trials[0].intermediate_values == {1: 0.8, 2: 0.3}
     assert seen == [1, 2] and run.epochs_run == 2 and run.seconds_per_epoch >= 0

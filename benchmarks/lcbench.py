@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import lcbench_sim as sim  # noqa: E402
+import lcbench_sim as sim
 
 # "No worse": a difference under this many accuracy points (issue 15).
 TOLERANCE = 0.05

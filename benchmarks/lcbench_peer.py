@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import lcbench_sim as sim  # noqa: E402
+import lcbench_sim as sim
 
 # What each peer's isolated environment holds (uv run --with ...).
 ENVIRONMENTS: dict[str, tuple[str, ...]] = {

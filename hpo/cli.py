@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -139,6 +140,8 @@ def _launch(plan: Plan, *, dry_run: bool, dashboard_port: int | None = None) -> 
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.shortfall:
         raise HpoError(result.shortfall)
+    if result.done and result.summary.finished < (plan.spec.trials or 0):
+        plain.say(f"Done before the budget: {result.done}.")
 
 
 def _print_plan(spec: LaunchSpec, masked: str) -> None:
@@ -149,6 +152,12 @@ def _print_plan(spec: LaunchSpec, masked: str) -> None:
     # The recorded spec comes from storage: nothing in it is markup.
     plain.say(f"budget:   {budget} trial(s){total}, {spec.epochs} epoch(s) each")
     plain.say(f"search:   sampler {spec.sampler}, pruner {spec.pruner}, seed {spec.seed}")
+    if spec.patience or spec.deadline is not None:
+        stops = [f"after {spec.patience} trials without a new best"] if spec.patience else []
+        if spec.deadline is not None:
+            ends = time.strftime("%H:%M:%S", time.localtime(spec.deadline))
+            stops.append(f"no trial starts after {ends}")
+        plain.say(f"done:     {'; '.join(stops)}")
     plain.say(f"data:     {'synthetic' if spec.synthetic else spec.data_dir}")
     for slot in spec.slots:
         gpu = f", CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices}" if slot.device != "cpu" else ""
@@ -171,6 +180,8 @@ def _print_summary(summary: Summary, storage_url: str) -> None:
         plain.say(f"Best {summary.metric} {best.value:.4f} (trial {best.number}):")
         for name, value in best.params.items():
             plain.say(f"  {name:<12} {value}")
+        if summary.found is not None:
+            plain.say(f"The best was {summary.found.describe()}.")
     plain.say(f"Watch it with: {watch_command(storage_url)}")
 
 
@@ -229,6 +240,13 @@ def launch(
     total: Annotated[int | None, typer.Option(
         min=1, max=MAX_TRIALS, help="Study-wide cap: every worker stops once the study holds "
         "this many finished trials", show_default=False)] = None,
+    patience: Annotated[int | None, typer.Option(
+        min=0, max=MAX_TRIALS, help="Done after this many finished trials in a row without a "
+        "new best, on every machine; 0: never [default: the study's last launch's, else never]",
+        show_default=False)] = None,
+    timeout: Annotated[float | None, typer.Option(
+        min=1, help="Seconds of wall-clock time for this launch: no trial starts after it, on "
+        "any machine; running trials finish [default: none]", show_default=False)] = None,
     subset: Annotated[float | None, typer.Option(
         help="svhn: fraction of the train split to use, e.g. 0.25", show_default=False)] = None,
     weights: Annotated[str | None, typer.Option(
@@ -250,6 +268,7 @@ def launch(
         flags={"trials": trials, "sampler": sampler.value if sampler else None,
                "pruner": pruner.value if pruner else None, "epochs": epochs, "seed": seed,
                "synthetic": True if synthetic else None, "total": total,
+               "patience": patience, "timeout": timeout,
                "options": {"subset": subset, "weights": weights}},
         slots=_slots(gpus, workers, workers_per_gpu, threads),
         heartbeat_interval=heartbeat_interval, grace_period=grace_period,

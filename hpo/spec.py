@@ -20,7 +20,7 @@ from hpo.definition import PrunerName, SamplerName, StudyDefinition
 
 # The fields stored on the study, shared by every worker on every machine.
 RECORDED = ("study", "definition", "sampler", "pruner", "epochs", "seed", "synthetic",
-            "options", "total")
+            "options", "total", "patience", "deadline")
 # Seeds are recorded on the study and must fit the samplers' 32-bit seeds.
 MAX_SEED = 2**31 - 1
 # Generous ceilings that keep every count inside the 64-bit counters workers share.
@@ -60,6 +60,11 @@ class LaunchSpec:
     synthetic: bool
     options: Mapping[str, Any]
     total: int | None  # study-wide cap on finished trials, across all machines
+    # Done when this many finished trials in a row brought no new best (hpo.search.stopping).
+    patience: int | None
+    # No trial starts after this time (seconds since the epoch, UTC): the launch's --timeout.
+    # Only hpo launch sets it; hpo worker keeps the launch's, a new launch starts its own.
+    deadline: float | None
     # -- this machine ---------------------------------------------------------------------
     study_name: str
     storage_url: str
@@ -104,6 +109,8 @@ class LaunchSpec:
             synthetic=bool(pick("synthetic", False)),
             options=options,
             total=pick("total", None),
+            patience=pick("patience", None),
+            deadline=flags["deadline"] if "deadline" in flags else recorded.get("deadline"),
             study_name=study_name, storage_url=storage_url, data_dir=data_dir, **local,
         )
 

@@ -49,7 +49,8 @@ def make_spec(storage_url: str, study: str = "mnist-mlp", **overrides: Any):
         study_name=definition.name, storage_url=storage_url,
         slots=(WorkerSlot(0, "cpu", "", 1),), trials=2, sampler="random", pruner="none",
         epochs=1, seed=0, synthetic=False, data_dir="data", options=dict(definition.options),
-        total=None, heartbeat_interval=1, grace_period=3, artifact_dir=None, keep_checkpoints=0,
+        total=None, patience=None, deadline=None, heartbeat_interval=1, grace_period=3,
+        artifact_dir=None, keep_checkpoints=0,
     )
     fields.update(overrides)
     return LaunchSpec(**fields)

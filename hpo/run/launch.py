@@ -16,6 +16,7 @@ cannot share them, resolve the reference and open the storage again.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,14 @@ from hpo import _optuna, registry, settings
 from hpo.definition import StudyDefinition
 from hpo.errors import HpoError
 from hpo.registry import ResolvedStudy
-from hpo.results.summary import STATE_ORDER, WastedEpochs, best_trial_or_none, wasted_epochs
+from hpo.results.summary import (
+    STATE_ORDER,
+    BestFound,
+    WastedEpochs,
+    best_found,
+    best_trial_or_none,
+    wasted_epochs,
+)
 from hpo.run.budget import counted, replaced_by_retries
 from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
 from hpo.search.algorithms import check_sampler
@@ -84,6 +92,7 @@ class Summary:
     metric: str
     wasted: WastedEpochs | None
     best: optuna.trial.FrozenTrial | None
+    found: BestFound | None  # when the study found its best trial
 
     @property
     def finished(self) -> int:
@@ -95,6 +104,7 @@ class Result:
     summary: Summary
     interrupted: bool
     shortfall: str | None  # why fewer trials than the budget finished, for hpo launch
+    done: str | None = None  # why the study needed no more trials (--patience, --timeout, ...)
 
 
 def plan(reference: str | None, *, worker: bool, study_name: str | None, storage_url: str,
@@ -103,10 +113,14 @@ def plan(reference: str | None, *, worker: bool, study_name: str | None, storage
     """The plan for ``reference`` (for ``hpo worker``, also a stored study's name).
 
     ``flags`` are the recorded settings given on the command line (None: not given), and
-    ``trials``; ``flags['options']`` the study-specific options given. ``local`` are the other
+    ``trials``; ``flags['options']`` the study-specific options given; ``flags['timeout']``
+    (hpo launch only) becomes the deadline recorded for every worker. ``local`` are the other
     LaunchSpec fields of this machine. A dry run plans without the study's recorded spec when
     the database cannot be reached (yet)."""
     given_options = {k: v for k, v in flags.get("options", {}).items() if v is not None}
+    if not worker:  # each launch has its own wall clock: no deadline unless it sets one
+        timeout = flags.get("timeout")
+        flags = {**flags, "deadline": time.time() + timeout if timeout else None}
     _check_option_values(given_options)
     location = check_storage_url(storage_url)
     local.setdefault("outage_tolerance", settings.outage_tolerance())
@@ -232,7 +246,8 @@ def summarize(prepared: Prepared, outcome: SuperviseResult) -> Summary:
     return Summary(study.study_name, prepared.plan.location.masked, states,
                    lost=sum(t.number in replaced for t in mine), metric=metric_name(study),
                    wasted=wasted_epochs(study, mine),
-                   best=cast(optuna.trial.FrozenTrial | None, best_trial_or_none(study)))
+                   best=cast(optuna.trial.FrozenTrial | None, best_trial_or_none(study)),
+                   found=best_found(study, everything))
 
 
 def execute(plan: Plan, *, console: Console, dashboard_port: int | None = None) -> Result:
@@ -257,8 +272,9 @@ def execute(plan: Plan, *, console: Console, dashboard_port: int | None = None) 
         epochs=spec.epochs, slots=list(spec.slots))
     outcome = run(prepared, progress)
     shortfall = None
-    if not plan.worker and prepared.budget is not None and outcome.counted < prepared.budget:
+    if not plan.worker and prepared.budget is not None and outcome.counted < prepared.budget \
+            and outcome.done is None:
         slots = ", ".join(map(str, outcome.failed_slots)) or "?"
         shortfall = (f"Only {outcome.counted} of {prepared.budget} trials finished because "
                      f"worker(s) {slots} kept failing: see the errors above.")
-    return Result(summarize(prepared, outcome), outcome.interrupted, shortfall)
+    return Result(summarize(prepared, outcome), outcome.interrupted, shortfall, outcome.done)

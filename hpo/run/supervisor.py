@@ -173,6 +173,7 @@ class SuperviseResult:
     interrupted: bool
     failed_slots: list[int]
     trials: list[int] = field(default_factory=list)  # numbers of the trials its workers ran
+    done: str | None = None  # why the study needed no more trials, as a worker found it
 
 
 class Supervisor:
@@ -192,6 +193,7 @@ class Supervisor:
         self.failed_slots: list[int] = []
         self.signals = 0
         self.database_lost: str | None = None  # the sentence of the first worker to give up
+        self.done: str | None = None  # why the first worker to find the study done stopped
 
     # -- processes --------------------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class Supervisor:
         if self.database_lost:
             raise DatabaseUnreachable(self.database_lost)
         return SuperviseResult(self.state.counted.value, self.signals > 0, self.failed_slots,
-                               sorted(self.trials))
+                               sorted(self.trials), self.done)
 
     def _watch(self) -> None:
         stop_deadline: float | None = None
@@ -336,6 +338,9 @@ class Supervisor:
             _, kind, fields = item
             if kind == "database_lost":
                 self.database_lost = self.database_lost or fields["message"]
+                continue
+            if kind == "study_done":
+                self.done = self.done or fields["reason"]
                 continue
             if "trial" in fields:
                 self.trials.add(fields["trial"])

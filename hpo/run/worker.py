@@ -17,7 +17,9 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +33,7 @@ from hpo.errors import first_line
 from hpo.run.budget import Budget, counted_finished
 from hpo.run.stale import fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
+from hpo.search.stopping import patience_spent
 from hpo.spec import LaunchSpec, WorkerSlot
 from hpo.storage.attributes import (
     EPOCHS_RUN_ATTR,
@@ -168,6 +171,8 @@ class Worker:
             trial = self._ask()
             if trial is None:  # a peer took the last slot since _study_is_done looked
                 self.budget.finished(counted=False)
+                self.events.emit("study_done",
+                                 reason=f"the study holds its total of {self.spec.total} trials")
                 break
             self.budget.started(_optuna.trial_id_of(trial))
             # An exception out of the trial (the database lost) leaves the budget unit and the
@@ -188,22 +193,36 @@ class Worker:
                          options=self.spec.options)
 
     def _study_is_done(self) -> bool:
+        """Whether the study needs no more trials; says why once, to the log and the launcher."""
+        why = self._why_done()
+        if why is not None:
+            log.info("%s: %s.", self.label, why)
+            self.events.emit("study_done", reason=why)
+        return why is not None
+
+    def _why_done(self) -> str | None:
+        spec = self.spec
+        if spec.deadline is not None and time.time() >= spec.deadline:
+            ended = datetime.fromtimestamp(spec.deadline).strftime("%H:%M:%S")
+            return f"the launch's --timeout ran out at {ended}"
         if isinstance(self.sampler, optuna.samplers.GridSampler) \
                 and self.sampler.is_exhausted(self.study):
-            log.info("%s: every point of the grid has been tried.", self.label)
-            return True
-        return self._total_reached()
+            return "every point of the grid has been tried"
+        if spec.patience is not None and patience_spent(
+                self.study.get_trials(deepcopy=False), spec.patience,
+                maximize=self.definition.maximize):
+            return (f"{spec.patience} finished trials in a row brought no new best "
+                    "(--patience)")
+        if self._total_reached():
+            return f"the study holds its total of {spec.total} trials"
+        return None
 
     def _total_reached(self) -> bool:
         if self.spec.total is None:
             return False
         trials = self.study.get_trials(deepcopy=False)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        if counted_finished(trials) + running >= self.spec.total:
-            log.info("%s: the study holds its total of %d trials.", self.label,
-                     self.spec.total)
-            return True
-        return False
+        return counted_finished(trials) + running >= self.spec.total
 
     def _ask(self) -> optuna.Trial | None:
         """The next trial, or None if the study already holds its ``--total``.

@@ -64,8 +64,8 @@ class GuardedPruner(BasePruner):
         if isinstance(floor, str) and floor != LEARNED:
             raise ValueError(f"floor must be a number or {LEARNED!r} but got {floor!r}.")
         if leaders is not None and (isinstance(leaders, bool) or not (
-                isinstance(leaders, int) and leaders >= 1
-                or isinstance(leaders, float) and 0 < leaders < 1)):
+                (isinstance(leaders, int) and leaders >= 1)
+                or (isinstance(leaders, float) and 0 < leaders < 1))):
             raise ValueError(f"leaders must be a count of at least 1 or a share between 0 and 1 "
                              f"but got {leaders}.")
         self.inner = inner

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,6 +119,38 @@ def test_the_recorded_spec_is_what_a_relaunch_and_a_worker_use(sqlite_url: str,
     joined = build_spec(None, worker=True, study_name="mnist-mlp", storage_url=sqlite_url,
                         data_dir=str(mnist_dir), flags={"trials": None})
     assert (joined.epochs, joined.seed, joined.trials, joined.study) == (2, 11, None, "mnist-mlp")
+
+
+def test_patience_and_timeout_are_recorded_for_every_worker(sqlite_url: str,
+                                                           mnist_dir: Path) -> None:
+    """--timeout is this launch's deadline, which a joining worker keeps and a new launch
+    does not; --patience is kept like the other recorded settings, and 0 turns it off."""
+    def planned(worker: bool, **flags):
+        return launch.plan(None if worker else "mnist-mlp", worker=worker,
+                           study_name="mnist-mlp", storage_url=sqlite_url,
+                           data_dir=str(mnist_dir), flags={"trials": None, **flags})
+
+    before = time.time()
+    first = planned(False, timeout=600, patience=7)
+    assert before + 600 <= first.spec.deadline <= time.time() + 600
+    assert first.spec.patience == 7
+    launch.prepare(first)  # records the spec on the study
+    joined = planned(True).spec
+    assert (joined.deadline, joined.patience) == (first.spec.deadline, 7)
+    relaunch = planned(False).spec
+    assert (relaunch.deadline, relaunch.patience) == (None, 7)
+    assert planned(False, patience=0).spec.patience == 0
+
+
+def test_a_launch_past_its_timeout_says_it_is_done(tmp_path: Path) -> None:
+    """The worker process finds the deadline passed before its first trial: the launch ends
+    with none run, says why, and does not call it a failure."""
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    result = invoke("launch", "mnist-mlp", "--trials", "5", "--synthetic", "--epochs", "1",
+                    "--timeout", "1", "--storage", url)
+    assert result.exit_code == 0, result.stderr
+    assert "0 trial(s) finished in this launch" in result.stdout
+    assert "Done before the budget: the launch's --timeout ran out at " in result.stdout
 
 
 @pytest.mark.parametrize("existing", [False, True])

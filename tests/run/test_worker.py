@@ -4,7 +4,9 @@ presets, and a trial failed under the worker's feet by a peer."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -12,10 +14,11 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from hpo.definition import StudyDefinition
-from hpo.run.budget import counted_finished
+from hpo.run import launch
+from hpo.run.budget import LocalBudget, counted_finished
 from hpo.train.models import MLP
 from studies.mnist_mlp import BASELINE
-from tests.helpers import make_spec, run_inline
+from tests.helpers import make_spec, make_worker, run_inline
 
 BAD = {**BASELINE, "lr": 0.1}  # stays near chance, as in the seed report
 
@@ -134,3 +137,45 @@ def test_trial_failed_by_a_peer_does_not_crash_the_worker(sqlite_url: str,
     assert "fail_reason" not in study.trials[0].user_attrs
 
 
+
+
+class RecordedEvents:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.sent.append((kind, fields))
+
+
+def _study_whose_best_is_two_trials_old(spec) -> optuna.Study:
+    """The study of ``spec``: the baseline waits, enqueued as trial 0, then the best (a value no
+    trial can beat) and two pruned trials have finished."""
+    study = launch.prepare(launch.Plan.of(spec)).study
+    study.add_trial(optuna.trial.create_trial(value=2.0))
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED,
+                                                  intermediate_values={1: 0.1}))
+    return study
+
+
+def test_a_worker_stops_once_patience_is_spent(sqlite_url: str, mnist_dir: Path) -> None:
+    """Patience 3 with two trials since the best: the worker runs one more trial (the baseline,
+    which cannot beat the best), then stops with its budget of five unspent."""
+    spec = make_spec(sqlite_url, trials=5, patience=3, data_dir=str(mnist_dir))
+    study = _study_whose_best_is_two_trials_old(spec)
+    events = RecordedEvents()
+    ran = make_worker(spec, budget=LocalBudget(5), events=events).run()
+    assert ran == 1
+    assert states(study) == ["COMPLETE", "COMPLETE", "PRUNED", "PRUNED"]
+    assert ("study_done", {"reason": "3 finished trials in a row brought no new best "
+                                     "(--patience)"}) in events.sent
+
+
+def test_a_worker_starts_no_trial_after_the_deadline(sqlite_url: str, mnist_dir: Path) -> None:
+    spec = make_spec(sqlite_url, trials=5, deadline=time.time() - 1, data_dir=str(mnist_dir))
+    study = _study_whose_best_is_two_trials_old(spec)
+    events = RecordedEvents()
+    assert make_worker(spec, budget=LocalBudget(5), events=events).run() == 0
+    assert states(study) == ["WAITING", "COMPLETE", "PRUNED", "PRUNED"]
+    [(_, fields)] = [e for e in events.sent if e[0] == "study_done"]
+    assert fields["reason"].startswith("the launch's --timeout ran out at ")

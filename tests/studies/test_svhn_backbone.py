@@ -28,7 +28,7 @@ def test_seed_preset_lists_the_seed_trials() -> None:
     assert seed.grid == {"backbone": ["alexnet", "vgg16", "resnet18", "resnet50", "resnet101"]}
     assert (seed.sampler, seed.pruner, seed.epochs, seed.trials) == ("grid", "none", 5, 5)
     full = registry.resolve("svhn-backbone").definition
-    assert full.pruner == "hyperband" and set(full.search_space) == {
+    assert full.pruner == "leaders" and set(full.search_space) == {
         "backbone", "finetune", "lr", "batch_size", "input_size"}
 
 

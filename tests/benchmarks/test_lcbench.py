@@ -153,3 +153,36 @@ def test_hpo_variants_are_read_from_their_names() -> None:
     assert arm.source == "hpo"
     with pytest.raises(ValueError, match="leaders of study 'lcbench' must be a count"):
         lcbench.variant("hpo[leaders=2.5]")
+
+
+def _row(arm: str, final_val: float, final_test: float, found_at: float) -> dict:
+    """A result row of task 1, seed 1: one incumbent, found at ``found_at`` of 100 seconds."""
+    return {"task": 1, "seed": 1, "arm": arm, "final_val": final_val, "final_test": final_test,
+            "incumbents": [[found_at, final_val, final_test]], "horizon": 100.0,
+            "final_time": found_at, "trials": 10, "completed": 5, "compute": 1.0,
+            "budget": 1.0, "search_seconds": 0.1}
+
+
+@pytest.mark.parametrize(("val", "test", "no_worse", "test_no_worse"), [
+    (89.96, 0.9, 1, 1),  # 0.04 points behind in validation: within the tolerance
+    (89.9, 0.9, 0, 1),
+    (90.0, 0.8996, 1, 1),  # test is a fraction: 0.04 points behind
+    (90.0, 0.89, 1, 0),  # a whole point behind in test
+])
+def test_no_worse_allows_a_twentieth_of_a_point_in_validation_and_test(
+        val: float, test: float, no_worse: int, test_no_worse: int) -> None:
+    from benchmarks.lcbench import score
+
+    rows = [_row("hpo-default", val, test, 25.0), _row("optuna-tpe", 90.0, 0.9, 80.0)]
+    summary = score(rows, {"hpo-default": "hpo", "optuna-tpe": "optuna"})["summary"]
+    assert (summary["tasks_no_worse"], summary["tasks_test_no_worse"]) == (no_worse,
+                                                                           test_no_worse)
+
+
+def test_the_speed_up_is_against_the_best_optuna_arm_s_whole_run_and_its_find() -> None:
+    from benchmarks.lcbench import score
+
+    rows = [_row("hpo-default", 90.0, 0.9, 25.0), _row("optuna-tpe", 90.0, 0.9, 80.0)]
+    summary = score(rows, {"hpo-default": "hpo", "optuna-tpe": "optuna"})["summary"]
+    assert summary["speedup_median"] == 100.0 / 25.0
+    assert summary["speedup_to_found_median"] == 80.0 / 25.0

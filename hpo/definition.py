@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DIRECTIONS = ("maximize", "minimize")
 # The samplers and pruners a definition (and --sampler, --pruner) may name; hpo.search.algorithms
 # builds each from its name.
-SamplerName = Literal["tpe", "random", "grid"]
+SamplerName = Literal["tpe", "multivariate-tpe", "random", "grid"]
 PrunerName = Literal["leaders", "asha", "hyperband", "median", "none"]
 SAMPLER_NAMES: tuple[SamplerName, ...] = get_args(SamplerName)
 PRUNER_NAMES: tuple[PrunerName, ...] = get_args(PrunerName)

@@ -22,17 +22,24 @@ DEFINITION = StudyDefinition(
 
 
 def test_every_name_a_definition_may_give_has_a_factory_and_no_other() -> None:
-    assert list(SAMPLERS) == list(SAMPLER_NAMES) == ["tpe", "random", "grid"]
+    assert list(SAMPLERS) == list(SAMPLER_NAMES) == ["tpe", "multivariate-tpe", "random", "grid"]
     assert list(PRUNERS) == list(PRUNER_NAMES) == ["leaders", "asha", "hyperband", "median", "none"]
 
 
 @pytest.mark.parametrize(("name", "kind"), [
     ("tpe", optuna.samplers.TPESampler),
+    ("multivariate-tpe", optuna.samplers.TPESampler),
     ("random", optuna.samplers.RandomSampler),
     ("grid", optuna.samplers.GridSampler),
 ])
 def test_every_sampler_name_builds_its_sampler(name: str, kind: type) -> None:
     assert isinstance(make_sampler(name, DEFINITION, seed=1), kind)
+
+
+def test_the_default_tpe_models_each_parameter_alone_and_the_other_jointly() -> None:
+    # Optuna keeps these settings private: read them where they are stored.
+    assert make_sampler("tpe", DEFINITION, seed=1)._multivariate is False
+    assert make_sampler("multivariate-tpe", DEFINITION, seed=1)._multivariate is True
 
 
 def test_the_seed_makes_sampling_repeatable() -> None:
@@ -111,7 +118,7 @@ def test_none_prunes_nothing_not_even_below_the_floor() -> None:
 
 
 @pytest.mark.parametrize(("make", "name", "message"), [
-    (make_sampler, "bayes", "Unknown sampler 'bayes': use tpe, random, grid."),
+    (make_sampler, "bayes", "Unknown sampler 'bayes': use tpe, multivariate-tpe, random, grid."),
     (make_pruner, "patient",
      "Unknown pruner 'patient': use leaders, asha, hyperband, median, none."),
 ])
@@ -124,7 +131,7 @@ def test_unknown_names_are_refused_in_one_sentence(make, name: str, message: str
 
 def test_a_definition_naming_an_unknown_algorithm_is_refused() -> None:
     with pytest.raises(ValueError, match=r"Unknown sampler 'bayes' in study 'toy': use one of "
-                                         r"tpe, random, grid\."):
+                                         r"tpe, multivariate-tpe, random, grid\."):
         replace(DEFINITION, sampler="bayes")
     with pytest.raises(ValueError, match="Unknown pruner 'patient' in study 'toy'"):
         replace(DEFINITION, pruner="patient")

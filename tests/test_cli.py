@@ -66,7 +66,7 @@ def test_studies_lists_every_definition_and_preset() -> None:
     lines = dict(line.split(maxsplit=1) for line in result.stdout.strip().splitlines())
     assert list(lines) == ["logreg-loss", "mnist-mlp", "mnist-mlp-seed", "svhn-backbone",
                            "svhn-seed"]
-    assert lines["mnist-mlp"].endswith("[tpe/asha, 10 epochs, 50 trials]")
+    assert lines["mnist-mlp"].endswith("[tpe/leaders, 10 epochs, 50 trials]")
     assert lines["mnist-mlp-seed"].endswith("[grid/none, 5 epochs, 3 trials]")
     assert lines["svhn-seed"].startswith("the seed's comparison: 5 ImageNet backbones")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ from hpo.run import launch
 from hpo.run.budget import LocalBudget, counted_finished
 from hpo.train.models import MLP
 from studies.mnist_mlp import BASELINE
+from studies.mnist_mlp import STUDY as MNIST
 from tests.helpers import make_spec, make_worker, run_inline
 
 BAD = {**BASELINE, "lr": 0.1}  # stays near chance, as in the seed report
+# mnist-mlp with a constant floor, which needs no peers (the default floor learns from them).
+FLOORED = replace(MNIST, name="mnist-floored", floor=0.5)
 
 
 def states(study: optuna.Study) -> list[str]:
@@ -53,8 +57,8 @@ def test_trials_record_device_epochs_and_speed(sqlite_url: str, mnist_dir: Path)
 def test_pruning_really_prunes(sqlite_url: str, mnist_dir: Path) -> None:
     """A trial below the floor stops after its first epoch: the floor needs no peers, so the
     baseline is the only other trial."""
-    request = make_spec(sqlite_url, trials=1, epochs=2, pruner="median",
-                        data_dir=str(mnist_dir))
+    request = make_spec(sqlite_url, "tests.run.test_worker:FLOORED", trials=1, epochs=2,
+                        pruner="median", data_dir=str(mnist_dir))
     study = run_inline(request)  # the baseline
     study.enqueue_trial(BAD)
     study = run_inline(request)
@@ -68,8 +72,8 @@ def test_pruning_really_prunes(sqlite_url: str, mnist_dir: Path) -> None:
 
 def test_baseline_is_never_pruned(sqlite_url: str, mnist_dir: Path) -> None:
     """BAD, below the floor at every epoch, trains to its end when it is the baseline."""
-    request = make_spec(sqlite_url, trials=1, epochs=2, pruner="median",
-                        data_dir=str(mnist_dir))
+    request = make_spec(sqlite_url, "tests.run.test_worker:FLOORED", trials=1, epochs=2,
+                        pruner="median", data_dir=str(mnist_dir))
     study = run_inline(request)
     study.enqueue_trial(BAD, user_attrs={"baseline": True})
     study = run_inline(request)

@@ -10,9 +10,13 @@ import pytest
 from hpo.search.algorithms import make_pruner
 from hpo.search.pruning import GuardedPruner
 from hpo.storage.attributes import BASELINE_ATTR
-from studies.mnist_mlp import STUDY
+from studies.mnist_mlp import STUDY as MNIST
 
 EPOCHS = 15
+# The rules as a study sets them by hand, as mnist-mlp did until 2026-12-02: a constant floor,
+# a margin behind the baseline, the best 5 from epoch 3 and an Optuna pruner from epoch 2.
+STUDY = replace(MNIST, name="guarded", pruner="asha", floor=0.5, baseline_margin=0.01,
+                leaders=5, leaders_from=3, min_epochs_before_ranking=2)
 
 
 def new_study(pruner_name: str = "hyperband", direction: str = "maximize",
@@ -117,7 +121,7 @@ def test_a_negative_margin_is_refused() -> None:
 
 
 def test_peers_rank_a_trial_only_from_the_study_s_first_ranked_epoch() -> None:
-    """mnist-mlp ranks from epoch 2: a slow first epoch alone does not stop a trial."""
+    """A study that ranks from epoch 2: a slow first epoch alone does not stop a trial."""
     assert STUDY.min_epochs_before_ranking == 2
     study = new_study("asha")
     for value in (0.97, 0.975, 0.98):
@@ -196,7 +200,7 @@ def test_the_leaders_guard_starts_at_its_epoch() -> None:
     assert report(study.ask(), [0.6, 0.7, 0.98]) == 3
 
 
-def test_mnist_mlp_keeps_the_best_five_from_epoch_three() -> None:
+def test_a_count_of_leaders_keeps_the_best_five_from_epoch_three() -> None:
     study = new_study("asha")
     assert (study.pruner.leaders, study.pruner.leaders_from) == (STUDY.leaders,
                                                                  STUDY.leaders_from) == (5, 3)
@@ -212,7 +216,7 @@ def test_mnist_mlp_keeps_the_best_five_from_epoch_three() -> None:
 def test_leaders_that_are_neither_a_count_nor_a_share_are_refused(leaders: object) -> None:
     with pytest.raises(ValueError, match="leaders must be a count of at least 1 or a share"):
         GuardedPruner(optuna.pruners.NopPruner(), leaders=leaders)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="leaders of study 'mnist-mlp' must be a count of at "
+    with pytest.raises(ValueError, match="leaders of study 'guarded' must be a count of at "
                                          "least 1 or a share between 0 and 1"):
         replace(STUDY, leaders=leaders)
 
@@ -220,7 +224,7 @@ def test_leaders_that_are_neither_a_count_nor_a_share_are_refused(leaders: objec
 @pytest.mark.parametrize("leaders_from", [0, 1.0, 2.5, -1])
 def test_leaders_from_that_is_neither_an_epoch_nor_a_fraction_is_refused(
         leaders_from: object) -> None:
-    with pytest.raises(ValueError, match="leaders_from of study 'mnist-mlp' must be an epoch "
+    with pytest.raises(ValueError, match="leaders_from of study 'guarded' must be an epoch "
                                          "of at least 1 or a fraction of the epochs"):
         replace(STUDY, leaders_from=leaders_from)
 

@@ -43,10 +43,15 @@ class PgBouncer:
         self.root = Path(tempfile.mkdtemp(prefix="hpo-pgb-"))
         self.port = free_port()
         self.database = database
+        # A copy of the shipped script in PgBouncer's own folder: run as postgres, it cannot
+        # rely on reading the clone (a CI clone may sit in a folder only root can enter).
+        entrypoint = self.root / ENTRYPOINT.name
+        shutil.copy(ENTRYPOINT, entrypoint)
         user = None
         if os.geteuid() == 0:
             user = "postgres"
-            shutil.chown(self.root, user="postgres", group="postgres")
+            for path in (self.root, entrypoint):
+                shutil.chown(path, user="postgres", group="postgres")
         env = {**os.environ, "PATH": f"{os.environ['PATH']}:/usr/sbin", "DB_HOST": "127.0.0.1",
                "DB_PORT": str(server.port), "DB_NAME": database, "DB_USER": USER,
                "DB_PASSWORD": PASSWORD,
@@ -54,7 +59,7 @@ class PgBouncer:
                "POOL_SIZE": str(POOL_SIZE), "MAX_CLIENT_CONN": "200",
                "CONFIG_DIR": str(self.root / "config")}
         self.log = (self.root / "log").open("w")  # closed in stop()
-        self.process = subprocess.Popen(["bash", str(ENTRYPOINT)], env=env, user=user,
+        self.process = subprocess.Popen(["bash", str(entrypoint)], env=env, user=user,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -65,6 +65,23 @@ def test_wasted_epochs_count_trials_that_end_below_the_baseline() -> None:
 
 
 
+def test_wasted_epochs_of_a_minimize_study_are_those_of_trials_that_end_above_the_baseline(
+        ) -> None:
+    from hpo.results.summary import wasted_epochs
+    from hpo.storage.attributes import BASELINE_ATTR
+
+    study = optuna.create_study(direction="minimize")
+    for values, state, extra in (([0.5, 0.3], TrialState.COMPLETE, {BASELINE_ATTR: True}),
+                                 ([0.6, 0.5, 0.4], TrialState.PRUNED, {}),  # above: wasted
+                                 ([0.4, 0.2], TrialState.COMPLETE, {})):  # beat it
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=values[-1] if state == TrialState.COMPLETE else None,
+            intermediate_values=dict(enumerate(values, start=1)),
+            user_attrs={"epochs_run": len(values), **extra}))
+    wasted = wasted_epochs(study)
+    assert (wasted.wasted, wasted.epochs, wasted.trials) == (3, 5, 1)
+
+
 def hand_made_study(direction: str = "maximize") -> optuna.Study:
     """Trials 0-4: complete 0.7, pruned, complete 0.9, failed, complete 0.9 (a tie)."""
     study = optuna.create_study(direction=direction, study_name="made")

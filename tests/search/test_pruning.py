@@ -95,6 +95,32 @@ def test_the_curve_of_a_running_baseline_counts_up_to_where_it_is() -> None:
     assert "behind the baseline's 0.9700" in study.pruner.last_reason
 
 
+def test_a_running_baseline_s_curve_is_read_again_as_it_grows() -> None:
+    """In a launch with several workers the baseline is still running while others train: each
+    epoch it adds is compared from then on, not only those it had when first read."""
+    study = optuna.create_study(direction="maximize", pruner=GuardedPruner(
+        optuna.pruners.NopPruner(), baseline_margin=0.01, metric="val_accuracy"))
+    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    baseline = study.ask()
+    baseline.report(0.955, 1)
+    assert report(study.ask(), [0.950, 0.90]) is None  # epoch 2: the baseline is not there yet
+    baseline.report(0.970, 2)
+    assert report(study.ask(), [0.950, 0.90]) == 2
+    assert "behind the baseline's 0.9700" in study.pruner.last_reason
+
+
+@pytest.mark.parametrize(("value", "stops"), [(0.52, True), (0.505, False), (0.45, False)])
+def test_minimize_measures_the_margin_above_the_baseline_s_loss(value: float,
+                                                                 stops: bool) -> None:
+    study = optuna.create_study(direction="minimize", pruner=GuardedPruner(
+        optuna.pruners.NopPruner(), baseline_margin=0.01, metric="val_loss"))
+    add_baseline(study, [0.50, 0.40])
+    assert (report(study.ask(), [value]) == 1) == stops
+    if stops:
+        assert study.pruner.last_reason == ("val_loss 0.5200 at epoch 1 is more than 0.01 "
+                                            "behind the baseline's 0.5000")
+
+
 def test_the_baseline_is_never_judged_against_itself() -> None:
     study = new_study()
     study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
@@ -181,8 +207,10 @@ def test_a_running_trial_counts_among_the_leaders() -> None:
 def test_the_baseline_is_never_pruned_by_the_leaders() -> None:
     study = leaders_study(1)
     finish(study, [0.99, 0.99])
-    add_baseline(study, [0.95, 0.96])
-    assert study.trials[-1].state == optuna.trial.TrialState.COMPLETE
+    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    baseline = study.ask()
+    assert report(baseline, [0.95, 0.96]) is None  # behind the leader at both epochs
+    assert report(study.ask(), [0.95, 0.96]) == 1  # the same curve, not the baseline: stops
 
 
 def test_minimize_ranks_the_lowest_values_first() -> None:

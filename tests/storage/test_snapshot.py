@@ -92,3 +92,18 @@ def test_a_schema_it_cannot_read_falls_back_to_optuna(sqlite_url: str,
     result = CliRunner().invoke(app, ["best", "s", "--storage", sqlite_url, "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["trial"] == 3  # read through Optuna instead
+
+
+def test_the_fast_path_takes_a_minimize_study_s_lowest_value_as_best(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hpo import reads
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    study = optuna.create_study(study_name="m", storage=url, direction="minimize")
+    study.set_user_attr("metric", "val_loss")
+    for value in (0.3, 0.1, 0.2):
+        study.add_trial(create_trial(value=value, params={"lr": value},
+                                     distributions={"lr": SPACE["lr"]}))
+    reads.best(url, "m", as_json=True, fast=True)
+    payload = json.loads(capsys.readouterr().out)
+    assert (payload["trial"], payload["value"], payload["metric"]) == (1, 0.1, "val_loss")

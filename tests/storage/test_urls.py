@@ -20,6 +20,11 @@ from hpo.storage.urls import check_storage_url, mask_url, scrub, sqlite_path
     ("postgresql+psycopg://me:s3cret@db:port/hpo", "postgresql+psycopg://me:***@db:port/hpo"),
     ("postgresql+psycopg://me@db/hpo", "postgresql+psycopg://me@db/hpo"),  # no password
     ("sqlite:///storage/hpo.db", "sqlite:///storage/hpo.db"),
+    # libpq takes the password from the query too.
+    ("postgresql+psycopg://me@db/hpo?password=s3cret&sslmode=require",
+     "postgresql+psycopg://me@db/hpo?password=***&sslmode=require"),
+    ("postgresql+psycopg://me:a@db/hpo?sslmode=require&PASSWORD=b",
+     "postgresql+psycopg://me:***@db/hpo?sslmode=require&PASSWORD=***"),
 ])
 def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
     assert mask_url(url) == masked

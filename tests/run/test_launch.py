@@ -270,3 +270,22 @@ def test_launching_nothing_starts_no_worker(sqlite_url: str, monkeypatch: pytest
                                note=None)
     result = launch.run(prepared)
     assert result == supervisor.SuperviseResult(0, False, [])
+
+
+def test_a_launch_s_summary_counts_only_its_own_trials(finished_study) -> None:
+    """Wasted epochs and states of the trials this launch ran, not of the whole study."""
+    from hpo.results.summary import epochs_run
+    from hpo.run.supervisor import SuperviseResult
+
+    url, _ = finished_study
+    plan = launch.Plan.of(make_spec(url, trials=1))
+    storage = open_storage(url)
+    study = records.load(storage, "mnist-mlp")
+    last = study.trials[-1]
+    prepared = launch.Prepared(plan, storage, study, created=False, budget=1, note=None)
+    summary = launch.summarize(prepared, SuperviseResult(1, False, [], [last.number]))
+    assert summary.finished == 1 and summary.states == {last.state.name: 1}
+    assert summary.wasted is not None and summary.wasted.epochs == epochs_run(last)
+    whole = launch.summarize(prepared, SuperviseResult(1, False, [],
+                                                       [t.number for t in study.trials]))
+    assert whole.wasted.epochs > summary.wasted.epochs

@@ -183,3 +183,19 @@ def test_a_worker_starts_no_trial_after_the_deadline(sqlite_url: str, mnist_dir:
     assert states(study) == ["WAITING", "COMPLETE", "PRUNED", "PRUNED"]
     [(_, fields)] = [e for e in events.sent if e[0] == "study_done"]
     assert fields["reason"].startswith("the launch's --timeout ran out at ")
+
+
+def test_the_study_wide_total_counts_pruned_and_failed_trials(sqlite_url: str,
+                                                              mnist_dir: Path) -> None:
+    """--total 4 with a complete, a pruned and a failed trial already finished: one more trial
+    (the waiting baseline) and the study is done, whatever this worker's own budget."""
+    spec = make_spec(sqlite_url, trials=5, total=4, data_dir=str(mnist_dir))
+    study = launch.prepare(launch.Plan.of(spec)).study
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED,
+                                              intermediate_values={1: 0.1}))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    events = RecordedEvents()
+    assert make_worker(spec, budget=LocalBudget(5), events=events).run() == 1
+    assert states(study) == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
+    assert ("study_done", {"reason": "the study holds its total of 4 trials"}) in events.sent

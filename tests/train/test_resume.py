@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from optuna.trial import TrialState
 from hpo import _optuna
 from hpo.run import launch
 from hpo.run.budget import LocalBudget
+from studies.mnist_mlp import STUDY as MNIST
 from tests.helpers import (
     hpo_process,
     make_spec,
@@ -121,6 +123,26 @@ def test_retry_resumes_from_the_last_epoch_with_an_unbroken_curve(
     assert retry.value == expected.value
     # The trial ended COMPLETE: its resume point is gone.
     assert list(resume_dir(artifacts).iterdir()) == []
+
+
+# mnist-mlp whose baseline (trial 0, the one these tests kill) trains with dropout, so that a
+# resume must restore the random number generators too: the masks are drawn from them.
+DROPOUT = replace(MNIST, name="mnist-dropout", baseline={**MNIST.baseline, "dropout": 0.3})
+
+
+def test_a_resumed_trial_with_dropout_trains_as_an_unbroken_one(
+        tmp_path: Path, mnist_dir: Path, sqlite_url: str) -> None:
+    reference = "tests.train.test_resume:DROPOUT"
+    spec = make_spec(sqlite_url, reference, epochs=4, trials=1, data_dir=str(mnist_dir),
+                     artifact_dir=str(tmp_path / "artifacts"))
+    kill_first_trial(spec, at_epoch=2)
+    study, epochs = run_retry(spec)
+    retry = study.trials[1]
+    assert retry.params["dropout"] == 0.3 and epochs.trained == [(1, 3), (1, 4)]
+    unbroken = run_inline(make_spec(sqlite_url, reference, study_name="unbroken", epochs=4,
+                                    trials=1, data_dir=str(mnist_dir))).trials[0]
+    assert retry.intermediate_values == unbroken.intermediate_values  # epoch by epoch
+    assert retry.value == unbroken.value
 
 
 def test_a_retry_of_a_retry_resumes_from_the_original_trials_point(

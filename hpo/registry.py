@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
@@ -154,7 +155,10 @@ def _import_file(path: Path) -> ModuleType:
     name = f"hpo_study_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
+    # Read as Python source whatever its suffix, as `python FILE` would: a study file named
+    # without .py (an existing file is what the user means) works the same.
+    spec = importlib.util.spec_from_file_location(
+        name, path, loader=importlib.machinery.SourceFileLoader(name, str(path)))
     if spec is None or spec.loader is None:
         raise HpoError(f"'{path}' cannot be imported as Python: give a .py file.")
     module = importlib.util.module_from_spec(spec)

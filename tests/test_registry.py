@@ -45,6 +45,15 @@ def _fresh_registry() -> Iterator[None]:
     registry._resolve.cache_clear()
 
 
+def test_an_existing_file_named_without_py_or_a_slash_is_read_as_a_study_file(
+        tmp_path: Path) -> None:
+    """What a user who types `hpo launch mystudy` beside a file called mystudy means."""
+    study_file(tmp_path / "mystudy", "STUDY = mine_study()\n")
+    resolved = registry.resolve("mystudy")
+    assert resolved.definition.name == "mine"
+    assert resolved.reference == str(tmp_path / "mystudy")
+
+
 def test_an_installed_name_resolves_through_the_entry_points() -> None:
     resolved = registry.resolve("mnist-mlp")
     assert resolved.definition.name == "mnist-mlp" and resolved.reference == "mnist-mlp"

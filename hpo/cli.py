@@ -365,7 +365,8 @@ def trials(
     state: Annotated[list[State] | None, typer.Option(
         "--state", help="Only trials in this state (repeatable)", show_default=False)] = None,
     top: Annotated[int | None, typer.Option(
-        min=1, max=MAX_TRIALS, help="Only the K best trials by value", show_default=False)
+        min=1, max=MAX_TRIALS, help="Only the K best completed trials by value (with --state, "
+        "the K best in those states)", show_default=False)
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout")] = False,
 ) -> None:

@@ -231,6 +231,8 @@ def trials(storage: str, study: str, *, states: list[str] | None = None,
         wanted = {s.upper() for s in states}
         chosen = [t for t in chosen if t.state.name in wanted]
     if top:
+        if not states:  # a pruned trial's value is an early epoch's: the best are the complete
+            chosen = [t for t in chosen if t.state.name == "COMPLETE"]
         chosen = summary.ranked(loaded, chosen)[:top]
     records = [summary.trial_record(t) for t in chosen]
     if as_json:

@@ -37,6 +37,22 @@ def test_trials_lists_filters_and_ranks(finished_study) -> None:
     assert table.exit_code == 0 and "epochs" in table.stdout and "lr=" in table.stdout
 
 
+def test_the_top_trials_are_completed_ones_unless_a_state_is_asked_for(tmp_path) -> None:
+    """A pruned trial's value is the early epoch it stopped at: it is not among the best."""
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    study = optuna.create_study(study_name="t", storage=url, direction="maximize")
+    for state, value in ((TrialState.COMPLETE, 0.90), (TrialState.PRUNED, 0.99),
+                         (TrialState.COMPLETE, 0.95)):
+        study.add_trial(optuna.trial.create_trial(state=state, value=value,
+                                                  intermediate_values={1: value}))
+    top = json.loads(runner.invoke(app, ["trials", "t", "--storage", url, "--top", "2",
+                                         "--json"]).stdout)
+    assert [(r["number"], r["state"]) for r in top] == [(2, "COMPLETE"), (0, "COMPLETE")]
+    pruned = json.loads(runner.invoke(app, ["trials", "t", "--storage", url, "--top", "1",
+                                            "--state", "pruned", "--json"]).stdout)
+    assert [r["number"] for r in pruned] == [1]
+
+
 def test_wasted_epochs_count_trials_that_end_below_the_baseline() -> None:
     from hpo.results.summary import wasted_epochs
     from hpo.storage.attributes import BASELINE_ATTR

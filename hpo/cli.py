@@ -183,22 +183,37 @@ def _print_summary(summary: Summary, storage_url: str) -> None:
         if summary.found is not None:
             plain.say(f"The best was {summary.found.describe()}.")
     plain.say(f"Watch it with: {watch_command(storage_url)}")
+    if best is not None:
+        import shlex
+
+        name = shlex.quote(summary.study_name)
+        plain.say(f"Then: {pasteable(f'evaluate {name}', storage_url)} (its test accuracy), "
+                  f"{pasteable(f'report {name}', storage_url)} (plots and a summary)")
 
 
-def watch_command(storage_url: str) -> str:
-    """The dashboard command for this storage, ready to paste. A URL with a password is never
-    printed, not even masked (a pasted *** would fail): the command reads it from HPO_STORAGE."""
+def pasteable(command: str, storage_url: str) -> str:
+    """``hpo COMMAND`` on this storage, ready to paste. A URL with a password is never printed,
+    not even masked (a pasted *** would fail): the command reads it from HPO_STORAGE."""
     import shlex
 
     from hpo.storage.urls import mask_url
 
     if storage_url == settings.DEFAULT_STORAGE_URL:
-        return "hpo dashboard"
+        return f"hpo {command}"
+    if mask_url(storage_url) != storage_url:
+        return f'hpo {command} --storage "${settings.STORAGE_ENV}"'
+    return f"hpo {command} --storage {shlex.quote(storage_url)}"
+
+
+def watch_command(storage_url: str) -> str:
+    """The dashboard command for this storage, ready to paste (see pasteable)."""
+    from hpo.storage.urls import mask_url
+
+    line = pasteable("dashboard", storage_url)
     if mask_url(storage_url) != storage_url:
         env = settings.STORAGE_ENV
-        return (f'hpo dashboard --storage "${env}" (with {env} set to the storage URL, '
-                "password included: hpo does not print it)")
-    return f"hpo dashboard --storage {shlex.quote(storage_url)}"
+        line += f" (with {env} set to the storage URL, password included: hpo does not print it)"
+    return line
 
 
 def _slots(gpus: str, workers: int | None, workers_per_gpu: int, threads: int | None) -> tuple:

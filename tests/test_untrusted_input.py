@@ -357,6 +357,7 @@ def test_launch_on_postgres_with_password_prints_a_pasteable_watch_line(
                     "--storage", postgres_url)
     assert_ok(result)
     assert 'Watch it with: hpo dashboard --storage "$HPO_STORAGE"' in result.stdout
+    assert 'Then: hpo evaluate mnist-mlp --storage "$HPO_STORAGE"' in result.stdout
     assert "***'" not in result.stdout
     if password:
         assert password not in result.stdout + result.stderr

@@ -50,6 +50,8 @@ def test_two_worker_launch_is_exact_and_reads_back(tmp_path: Path, mnist_dir: Pa
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert {t.user_attrs["worker"] for t in trials}.__len__() == 2  # both workers ran trials
     assert "Best val_accuracy" in result.stdout and "hpo dashboard" in result.stdout
+    assert (f"Then: hpo evaluate mnist-mlp --storage {url} (its test accuracy), hpo report "
+            f"mnist-mlp --storage {url} (plots and a summary)") in result.stdout
     assert re.search(r"The best was trial \d+, found \d+\.\d minutes in, after \d+% of the "
                      r"study's compute\.", result.stdout)
 

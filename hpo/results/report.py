@@ -154,7 +154,8 @@ def _summary(study: optuna.Study, pngs: list[Path], skipped: dict[str, str]) -> 
     if epochs:
         saved = pruning_savings(study, int(epochs))
         lines += [
-            f"Pruning: trials ran {saved.epochs_run} epochs; without pruning the same trials "
+            f"Pruning: trials ran {saved.epochs_run} epochs (the baseline's included); without "
+            "pruning the same trials "
             f"would have run {saved.epochs_without_pruning} ({epochs} each), so pruning saved "
             f"{saved.saved_fraction:.0%} of the training compute.",
             "",

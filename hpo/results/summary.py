@@ -132,9 +132,11 @@ class WastedEpochs:
         return self.wasted / self.epochs if self.epochs else 0.0
 
     def describe(self, metric: str) -> str:
-        return (f"{self.wasted} of {self.epochs} epochs ({self.fraction:.0%}) went to "
-                f"{self.trials} trial(s) that ended below the baseline's {metric} "
-                f"{self.baseline_value:.4f}")
+        # The baseline's own epochs are in neither count: it is what the others are measured
+        # against, and it always trains to the end.
+        return (f"{self.wasted} of the {self.epochs} epochs run besides the baseline's "
+                f"({self.fraction:.0%}) went to {self.trials} trial(s) that ended below the "
+                f"baseline's {metric} {self.baseline_value:.4f}")
 
 
 def epochs_run(trial: FrozenTrial) -> int:

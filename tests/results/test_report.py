@@ -86,7 +86,8 @@ def test_pruning_savings_are_exact() -> None:
 
 def test_the_summary_says_what_pruning_saved(tmp_path: Path) -> None:
     _, summary = write_report(study_with_pruning(10), tmp_path / "report")
-    assert ("Pruning: trials ran 26 epochs; without pruning the same trials would have run 40 "
+    assert ("Pruning: trials ran 26 epochs (the baseline's included); without pruning the "
+            "same trials would have run 40 "
             "(10 each), so pruning saved 35% of the training compute.") in summary.read_text()
     assert "| complete | 2 |" in summary.read_text() and "| fail | 1 |" in summary.read_text()
 

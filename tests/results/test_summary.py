@@ -74,8 +74,9 @@ def test_wasted_epochs_count_trials_that_end_below_the_baseline() -> None:
     wasted = wasted_epochs(study)
     assert (wasted.wasted, wasted.epochs, wasted.trials) == (5, 9, 2)
     assert wasted.baseline_value == 0.98
-    assert wasted.describe("val_accuracy") == ("5 of 9 epochs (56%) went to 2 trial(s) that "
-                                               "ended below the baseline's val_accuracy 0.9800")
+    assert wasted.describe("val_accuracy") == (
+        "5 of the 9 epochs run besides the baseline's (56%) went to 2 trial(s) that ended "
+        "below the baseline's val_accuracy 0.9800")
     only_last = wasted_epochs(study, study.get_trials()[-2:])
     assert (only_last.wasted, only_last.epochs) == (3, 4)
 

@@ -1,7 +1,8 @@
 """What the launcher shows while workers run.
 
 On a terminal: a live panel with trials done out of the budget, pruned and failed counts, the
-best value so far and each worker's current trial and epoch. Elsewhere (CI, a log file): one
+best value so far, an estimate of the time left, each worker's current trial and epoch (the
+baseline labelled) and the last trials that ended, with why. Elsewhere (CI, a log file): one
 line per finished trial. Both go to stderr, so stdout carries only the final summary.
 """
 
@@ -20,11 +21,14 @@ from rich.text import Text
 from hpo.definition import is_better
 from hpo.spec import WorkerSlot
 
+RECENT = 5  # trials that ended, shown under the workers
+
 
 @dataclass
 class WorkerView:
     slot: WorkerSlot
     trial: int | None = None
+    baseline: bool = False
     epoch: int = 0
     value: float | None = None
     status: str = "starting"
@@ -44,6 +48,7 @@ class LaunchProgress:
     best_trial: int | None = None
     done: int = 0
     states: dict[str, int] = field(default_factory=dict)
+    recent: list[str] = field(default_factory=list)  # the last trials that ended, newest last
     workers: dict[int, WorkerView] = field(init=False)
     _live: Live | None = field(default=None, init=False)
     _started: float = field(default_factory=time.monotonic, init=False)
@@ -77,6 +82,7 @@ class LaunchProgress:
             view.status = "loading data"
         elif kind == "trial_started":
             view.trial, view.epoch, view.value, view.status = fields["trial"], 0, None, "training"
+            view.baseline = bool(fields.get("baseline"))
         elif kind == "epoch":
             view.epoch, view.value = fields["epoch"], fields["value"]
         elif kind == "trial_finished":
@@ -88,6 +94,7 @@ class LaunchProgress:
             value = fields.get("value")
             if state == "COMPLETE" and value is not None and self._better(value):
                 self.best_value, self.best_trial = value, fields["trial"]
+            self.recent = [*self.recent, self._ended(fields)][-RECENT:]
             if self._live is None:
                 self._print_line(index, fields)
 
@@ -104,6 +111,22 @@ class LaunchProgress:
                                                     maximize=self.maximize)
 
     # -- rendering --------------------------------------------------------------------------
+
+    def eta_seconds(self) -> float | None:
+        """Time left at the pace so far (trials finished per second, all workers together);
+        None before the first trial ends or without a budget."""
+        if not self.budget or not self.done:
+            return None
+        elapsed = time.monotonic() - self._started
+        return elapsed / self.done * max(0, self.budget - self.done)
+
+    @staticmethod
+    def _ended(fields: dict[str, Any]) -> str:
+        value = fields.get("value")
+        shown = f" {value:.4f}" if value is not None else ""
+        reason = f": {fields['reason']}" if fields.get("reason") \
+            and fields["state"] in ("FAIL", "PRUNED") else ""
+        return f"trial {fields['trial']} {fields['state'].lower()}{shown}{reason}"
 
     def _summary(self) -> str:
         budget = f"/{self.budget}" if self.budget is not None else ""
@@ -126,15 +149,18 @@ class LaunchProgress:
 
     def _render(self) -> Group:
         elapsed = time.monotonic() - self._started
+        eta = self.eta_seconds()
+        left = f" · about {eta / 60:,.0f} min left" if eta is not None else ""
         header = Text.assemble((self.study_name, "bold"), f" · {self.storage_label} · ",
-                               f"{elapsed:,.0f} s")
+                               f"{elapsed:,.0f} s{left}")
         table = Table(box=None, padding=(0, 2), header_style="bold")
         for column in ("worker", "device", "trial", "epoch", self.metric, "status"):
             table.add_column(column)
         for view in self.workers.values():
+            trial = "-" if view.trial is None else \
+                f"#{view.trial}" + (" (baseline)" if view.baseline else "")
             table.add_row(
-                str(view.slot.index), view.slot.device,
-                f"#{view.trial}" if view.trial is not None else "-",
+                str(view.slot.index), view.slot.device, trial,
                 f"{view.epoch}/{self.epochs}" if view.trial is not None else "-",
                 f"{view.value:.4f}" if view.value is not None and view.trial is not None else "-",
                 view.status,
@@ -145,4 +171,6 @@ class LaunchProgress:
                            Text(self._summary()))
         else:
             status.add_row(Text(self._summary()))
-        return Group(header, status, table)
+        recent = [Text(line, style="dim", overflow="ellipsis", no_wrap=True)
+                  for line in self.recent]
+        return Group(header, status, table, *recent)

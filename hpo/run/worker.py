@@ -36,6 +36,7 @@ from hpo.search.algorithms import make_pruner, make_sampler
 from hpo.search.stopping import patience_spent
 from hpo.spec import LaunchSpec, WorkerSlot
 from hpo.storage.attributes import (
+    BASELINE_ATTR,
     EPOCHS_RUN_ATTR,
     FAIL_REASON_ATTR,
     PRUNED_REASON_ATTR,
@@ -247,7 +248,8 @@ class Worker:
         """Run one trial to an end. Returns whether it counts against the budget: a trial that
         another worker failed by heartbeat does not (its retry will)."""
         number = trial.number
-        self.events.emit("trial_started", trial=number)
+        self.events.emit("trial_started", trial=number,
+                         baseline=bool(trial.user_attrs.get(BASELINE_ATTR)))
         run = TrialRun(trial, self.definition, self.spec, device=self.device,
                        on_epoch=lambda epoch, value: self.events.emit(
                            "epoch", trial=number, epoch=epoch, value=value),

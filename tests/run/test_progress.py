@@ -85,3 +85,24 @@ def test_on_a_terminal_the_panel_renders_every_worker() -> None:
     Console(file=out, width=120).print(view._render())
     text = out.getvalue()
     assert "0/5 trials done" in text and "#2" in text and "1/3" in text and "0.7500" in text
+
+
+def test_on_a_terminal_the_panel_labels_the_baseline_estimates_and_lists_recent_trials() -> None:
+    view, _ = progress()
+    view.handle(0, "trial_started", {"trial": 0, "baseline": True})
+    assert view.eta_seconds() is None  # nothing has finished yet
+    finish(view, 1, 1, "PRUNED", 0.4, reason="val_accuracy 0.4000 at epoch 1 is below the floor")
+    view._started -= 60  # a minute in, one of five trials done: four minutes left at that pace
+    assert view.eta_seconds() is not None and 239 <= view.eta_seconds() <= 241
+    for trial in range(2, 8):
+        finish(view, 1, trial, "COMPLETE", 0.9)
+    out = io.StringIO()
+    Console(file=out, width=160).print(view._render())
+    text = out.getvalue()
+    assert "#0 (baseline)" in text and "min left" in text
+    assert "trial 7 complete 0.9000" in text
+    assert "trial 1 pruned" not in text  # only the last five: trials 3-7
+    view, _ = progress()
+    finish(view, 1, 1, "PRUNED", 0.4, reason="val_accuracy 0.4000 at epoch 1 is below the floor")
+    assert view.recent == ["trial 1 pruned 0.4000: val_accuracy 0.4000 at epoch 1 is below the "
+                           "floor"]

@@ -45,14 +45,22 @@ def pruning_savings(study: optuna.Study, epochs: int) -> PruningSavings:
     return PruningSavings(ran, len(trials) * epochs)
 
 
-def _plots() -> dict[str, Callable[[optuna.Study], Any]]:
+# Below this many completed trials, parameter importances are noise (with one trial Optuna
+# splits them evenly), so the plot is left out and summary.md says why.
+MIN_TRIALS_FOR_IMPORTANCES = 10
+
+
+def _plots(metric: str) -> dict[str, Callable[[optuna.Study], Any]]:
+    """Optuna's plots, each titled with the study's metric where Optuna takes one."""
+    from functools import partial
+
     from optuna.visualization import matplotlib as plots
 
     return {
-        "optimization_history": plots.plot_optimization_history,
+        "optimization_history": partial(plots.plot_optimization_history, target_name=metric),
         "intermediate_values": plots.plot_intermediate_values,
-        "param_importances": plots.plot_param_importances,
-        "parallel_coordinate": plots.plot_parallel_coordinate,
+        "param_importances": partial(plots.plot_param_importances, target_name=metric),
+        "parallel_coordinate": partial(plots.plot_parallel_coordinate, target_name=metric),
     }
 
 
@@ -79,12 +87,20 @@ def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
     output.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     skipped: dict[str, str] = {}
-    for name, plot in _plots().items():
+    for name, plot in _plots(attributes.metric_name(study)).items():
+        if name == "param_importances" and len(complete) < MIN_TRIALS_FOR_IMPORTANCES:
+            skipped[name] = (f"{len(complete)} completed trial(s); importances need at least "
+                             f"{MIN_TRIALS_FOR_IMPORTANCES} to mean anything")
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the matplotlib backend is "experimental"
                 axes = plot(study)
-            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+            first = axes.flat[0] if hasattr(axes, "flat") else axes
+            if name == "intermediate_values":  # Optuna's steps are hpo's epochs
+                first.set_xlabel("Epoch")
+                first.set_ylabel(attributes.metric_name(study))
+            figure = first.get_figure()
             figure.set_size_inches(9, 5.5)
             figure.tight_layout()
             path = output / f"{name}.png"

@@ -25,8 +25,8 @@ def test_report_writes_real_images_and_a_summary(finished_study, tmp_path: Path)
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", "mnist-mlp", "--storage", url, "--output", str(out)])
     assert result.exit_code == 0, result.stderr
-    names = {"optimization_history", "intermediate_values", "param_importances",
-             "parallel_coordinate"}
+    names = {"optimization_history", "intermediate_values", "parallel_coordinate"}
+    assert not (out / "param_importances.png").exists()  # too few completed trials
     for name in names:
         with Image.open(out / f"{name}.png") as image:
             image.verify()
@@ -40,6 +40,8 @@ def test_report_writes_real_images_and_a_summary(finished_study, tmp_path: Path)
     assert re.search(r"Found \d+\.\d minutes into the study, after \d+% of its compute\.",
                      summary)
     assert "pruning saved" in summary and "trial-hours" in summary
+    assert re.search(r"param importances: not drawn \(\d completed trial\(s\); importances "
+                     r"need at least 10 to mean anything\)", summary)
     # The baseline (enqueued first) completed, so the summary measures epochs against it.
     assert "Wasted epochs: " in summary and "ended below the baseline's" in summary
 
@@ -97,3 +99,28 @@ def test_report_folders_are_safe_names_of_the_study() -> None:
     unsafe = default_folder("../../etc/passwd")
     assert unsafe.parent == Path("reports") and "/" not in unsafe.name
     assert unsafe.name.startswith("etc_passwd-") and unsafe != default_folder("../etc/passwd")
+
+
+def test_importances_are_drawn_from_ten_completed_trials_and_axes_name_the_metric(
+        tmp_path: Path) -> None:
+    from unittest.mock import patch
+
+    from optuna.distributions import FloatDistribution
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("metric", "val_accuracy")
+    labels: list[tuple[str, str]] = []
+    space = {"lr": FloatDistribution(1e-4, 1.0, log=True), "x": FloatDistribution(0.0, 1.0)}
+    for i in range(10):
+        study.add_trial(optuna.trial.create_trial(
+            value=0.5 + i / 40, params={"lr": 10 ** -(i % 4 + 1), "x": i / 10},
+            distributions=space, intermediate_values={1: 0.5 + i / 40}))
+    with patch("matplotlib.figure.Figure.savefig", autospec=True,
+               side_effect=lambda figure, *args, **kwargs: labels.append(
+                   (figure.axes[0].get_xlabel(), figure.axes[0].get_ylabel()))):
+        write_report(study, tmp_path / "labels")
+    assert ("Epoch", "val_accuracy") in labels  # the curves: epochs, not Optuna's "Step"
+    assert ("Trial", "val_accuracy") in labels  # the history, titled with the metric
+    pngs, summary = write_report(study, tmp_path / "report")
+    assert tmp_path / "report" / "param_importances.png" in pngs
+    assert "not drawn" not in summary.read_text()

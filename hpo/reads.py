@@ -180,6 +180,7 @@ def read(storage: str, names: list[str] | None, *, fast: bool = False) -> list[A
 
 def status(storage: str, study: str | None, *, fast: bool = False) -> None:
     from hpo.results import summary
+    from hpo.storage.attributes import describe_stop
     from hpo.storage.urls import mask_url
 
     found_studies = read(storage, [study] if study else None, fast=fast)
@@ -191,8 +192,12 @@ def status(storage: str, study: str | None, *, fast: bool = False) -> None:
                               *[s.lower() for s in summary.STATE_ORDER], "best",
                               "last activity")]
     rows = []
+    stopped = []
     for stored in found_studies:
         found = summary.summarize(stored)
+        if found.stopped is not None:
+            stopped.append(f"Study {found.name} was {describe_stop(found.stopped)} (hpo stop): "
+                           "'hpo launch' or 'hpo worker' on it goes on.")
         best = (f"{found.best_value:.4f} (#{found.best_trial})"
                 if found.best_value is not None else "-")
         last = found.last_activity.strftime("%Y-%m-%d %H:%M:%S") \
@@ -200,6 +205,8 @@ def status(storage: str, study: str | None, *, fast: bool = False) -> None:
         rows.append([found.name, found.definition, found.dataset,
                      *[str(found.counts[s]) for s in summary.STATE_ORDER], best, last])
     plain.show_table(f"Studies in {mask_url(storage)}", columns, rows)
+    for line in stopped:
+        plain.say(line)
 
 
 def best(storage: str, study: str, *, as_json: bool = False, fast: bool = False) -> None:

@@ -43,6 +43,7 @@ class StudySummary:
     best_value: float | None
     best_trial: int | None
     last_activity: datetime | None
+    stopped: dict[str, Any] | None = None  # its stop mark (hpo stop), until a launch clears it
 
 
 def summarize(study: Study) -> StudySummary:
@@ -61,6 +62,7 @@ def summarize(study: Study) -> StudySummary:
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
         last_activity=max(times) if times else None,
+        stopped=attributes.stop_mark(attrs),
     )
 
 

@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +31,7 @@ from hpo import _optuna
 from hpo.definition import StudyDefinition
 from hpo.errors import first_line
 from hpo.run.budget import Budget, counted_finished
-from hpo.run.stale import fail_stale_trials
+from hpo.run.stale import fail_and_retry, fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
 from hpo.search.stopping import patience_spent
 from hpo.spec import LaunchSpec, WorkerSlot
@@ -40,6 +40,8 @@ from hpo.storage.attributes import (
     FAIL_REASON_ATTR,
     PRUNED_REASON_ATTR,
     SECONDS_PER_EPOCH_ATTR,
+    describe_stop,
+    stop_mark,
 )
 from hpo.storage.engine import open_storage
 from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, call_with_db_retry
@@ -47,6 +49,9 @@ from hpo.storage.transactions import study_lock
 from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
+
+# The fail_reason of a trial that hpo stop --now interrupted.
+STOPPED_REASON = "stopped"
 
 class Events(Protocol):
     def emit(self, kind: str, **fields: Any) -> None: ...
@@ -66,6 +71,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.reason: str | None = None  # why the trial was interrupted, if not by a signal
         self._in_trial = False
 
     def install(self) -> None:
@@ -77,6 +83,16 @@ class StopRequest:
         if self._in_trial:
             self._in_trial = False
             raise KeyboardInterrupt
+
+    def interrupt(self, reason: str) -> None:
+        """From another thread (the heartbeat's): stop, and interrupt a running trial as a
+        signal would, its fail_reason ``reason``. The signal goes to this process's main
+        thread, where the trial runs; Python runs the handler between two bytecodes there."""
+        self.reason = reason
+        self.requested = True
+        main = threading.main_thread()
+        if self._in_trial and main.ident is not None and main.is_alive():
+            signal.pthread_kill(main.ident, signal.SIGINT)
 
     @contextlib.contextmanager
     def interruptible(self) -> Iterator[None]:
@@ -94,10 +110,12 @@ class Heartbeat:
     live trial is not declared stale just because the database blinked.
     """
 
-    def __init__(self, storage: ResilientStorage, trial_id: int, interval: int) -> None:
+    def __init__(self, storage: ResilientStorage, trial_id: int, interval: int,
+                 on_beat: Callable[[], None] | None = None) -> None:
         self._storage = storage.rdb  # no retry here: the loop itself retries every interval
         self._trial_id = trial_id
         self._interval = interval
+        self._on_beat = on_beat  # also once per interval: the stop mark (hpo stop)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="hpo-heartbeat", daemon=True)
 
@@ -107,6 +125,11 @@ class Heartbeat:
                 self._storage.record_heartbeat(self._trial_id)
             except Exception as error:
                 log.debug("Heartbeat for trial id %s failed: %s", self._trial_id, error)
+            if self._on_beat is not None:
+                try:
+                    self._on_beat()
+                except Exception as error:  # the next beat tries again
+                    log.debug("Checking the stop mark failed: %s", error)
             if self._stop.wait(self._interval):
                 return
 
@@ -135,6 +158,9 @@ class Worker:
         self.events = events or NoEvents()
         self.stop = stop or StopRequest()
         self.definition = definition
+        # The study's stop mark once this worker has seen it: kept, so that a launch that
+        # clears the mark does not send this worker on to another trial.
+        self.stopped: dict[str, Any] | None = None
         self.storage = open_storage(spec.storage_url,
                                     heartbeat_interval=spec.heartbeat_interval,
                                     grace_period=spec.grace_period,
@@ -180,6 +206,8 @@ class Worker:
             was_counted = self._run_trial(trial)
             self.budget.finished(counted=was_counted)
             counted += was_counted
+        if self.stop.reason == STOPPED_REASON:  # hpo stop --now, seen by the heartbeat
+            self.events.emit("study_done", reason=self._stopped_reason(), stopped=self.stopped)
         return counted
 
     def _load_data(self) -> None:
@@ -197,11 +225,13 @@ class Worker:
         why = self._why_done()
         if why is not None:
             log.info("%s: %s.", self.label, why)
-            self.events.emit("study_done", reason=why)
+            self.events.emit("study_done", reason=why, stopped=self.stopped)
         return why is not None
 
     def _why_done(self) -> str | None:
         spec = self.spec
+        if self._stop_mark() is not None:
+            return self._stopped_reason()
         if spec.deadline is not None and time.time() >= spec.deadline:
             ended = datetime.fromtimestamp(spec.deadline).strftime("%H:%M:%S")
             return f"the launch's --timeout ran out at {ended}"
@@ -216,6 +246,27 @@ class Worker:
         if self._total_reached():
             return f"the study holds its total of {spec.total} trials"
         return None
+
+    def _stop_mark(self, *, retry: bool = True) -> dict[str, Any] | None:
+        """The study's stop mark (hpo stop), as this worker last saw it or as it is now.
+
+        ``retry``: through an outage, as the trial loop's calls do; the heartbeat thread
+        reads without (it tries again next interval)."""
+        if self.stopped is None:
+            storage = self.storage if retry else self.storage.rdb
+            self.stopped = stop_mark(storage.get_study_user_attrs(
+                _optuna.study_id_of(self.study)))
+        return self.stopped
+
+    def _stopped_reason(self) -> str:
+        return f"the study was {describe_stop(self.stopped or {})} (hpo stop)"
+
+    def _on_beat(self) -> None:
+        """In the heartbeat thread, once per interval: see a stop mark, and interrupt the
+        trial if it says --now."""
+        mark = self._stop_mark(retry=False)
+        if mark is not None and mark.get("now") and self.stop.reason is None:
+            self.stop.interrupt(STOPPED_REASON)
 
     def _total_reached(self) -> bool:
         if self.spec.total is None:
@@ -257,7 +308,7 @@ class Worker:
         try:
             # The first heartbeat goes out at once: a trial without one is failed as an orphan.
             with Heartbeat(self.storage, _optuna.trial_id_of(trial),
-                           self.spec.heartbeat_interval):
+                           self.spec.heartbeat_interval, on_beat=self._on_beat):
                 trial.set_user_attr("device", self.slot.device)
                 trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
                 trial.set_user_attr("seed", run.seed)
@@ -277,7 +328,7 @@ class Worker:
             raise  # not this trial's fault: it ends the worker (and the launch)
         except KeyboardInterrupt:
             interrupted = True
-            reason = "interrupted: the worker was asked to stop"
+            reason = self.stop.reason or "interrupted: the worker was asked to stop"
         except Exception as error:  # anything inside a trial fails only that trial
             reason = first_line(error, typed=True, limit=500)
             if _is_out_of_memory(error):
@@ -289,6 +340,8 @@ class Worker:
             # so trials that ended normally skip it.
             _free_memory(self.device, collect=state != TrialState.COMPLETE)
 
+        if interrupted and self.stop.reason == STOPPED_REASON:
+            return self._stopped_now(trial, run)
         try:
             self._record_progress(trial, run)
             self._tell(trial, state, value, reason)
@@ -303,6 +356,16 @@ class Worker:
         if interrupted:
             self.stop.requested = True
         return True
+
+    def _stopped_now(self, trial: optuna.Trial, run: TrialRun) -> bool:
+        """End a trial that hpo stop --now interrupted: FAIL "stopped", and queued again with
+        the same params, so the next launch resumes it from the resume point it keeps. It
+        does not count: its retry will."""
+        self._record_progress(trial, run)
+        fail_and_retry(self.storage, self.study, _optuna.trial_id_of(trial), STOPPED_REASON)
+        self.events.emit("trial_finished", trial=trial.number, state="STOPPED", value=None,
+                         reason=STOPPED_REASON)
+        return False
 
     def _retry_of(self, trial: optuna.Trial) -> int | None:
         """The trial that ``trial`` retries (the first of a chain of retries), or None; its

@@ -319,7 +319,7 @@ def worker(
                        "its --study-name.")
     plan = launching.plan(
         study, worker=True, study_name=study_name, storage_url=storage, data_dir=str(data_dir),
-        flags={"trials": trials, "total": total},
+        flags={"trials": trials, "total": total}, started_by="hpo worker",
         slots=_slots(gpus, workers, workers_per_gpu, threads),
         heartbeat_interval=heartbeat_interval, grace_period=grace_period,
         artifact_dir=str(settings.resolve_artifact_dir()), keep_checkpoints=keep_checkpoints,
@@ -355,8 +355,9 @@ def status(
     study: Annotated[str | None, typer.Argument(
         help="Only this study [default: every study in storage]", show_default=False)] = None,
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout")] = False,
 ) -> None:
-    reads.status(storage, study)
+    reads.status(storage, study, as_json=as_json)
 
 
 @app.command(help=HELP["best"])

@@ -36,7 +36,7 @@ from hpo.results.summary import (
     best_trial_or_none,
     wasted_epochs,
 )
-from hpo.run import stop
+from hpo.run import presence, stop
 from hpo.run.budget import counted, replaced_by_retries
 from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
 from hpo.run.worker import STOPPED_REASON
@@ -217,6 +217,7 @@ def prepare(plan: Plan) -> Prepared:
     study, created = records.create_or_resume(storage, definition, spec.study_name,
                                               synthetic=spec.synthetic, spec=spec.record())
     stop.clear(study)  # a study stopped with hpo stop runs again, and the user is told
+    presence.forget_stale(study)
     budget, note = spec.trials, None
     if spec.sampler == "grid" and definition.grid_size is not None:
         left = definition.grid_size - len(_optuna.grid_points_tried(

@@ -31,6 +31,7 @@ from hpo import _optuna
 from hpo.definition import StudyDefinition
 from hpo.errors import first_line
 from hpo.run.budget import Budget, counted_finished
+from hpo.run.presence import Presence
 from hpo.run.stale import fail_and_retry, fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
 from hpo.search.stopping import patience_spent
@@ -172,6 +173,8 @@ class Worker:
             study_name=spec.study_name, storage=self.storage, sampler=self.sampler,
             pruner=make_pruner(spec.pruner, self.definition, epochs=spec.epochs),
         )
+        self.presence = Presence(self.storage, self.study, slot, started_by=spec.started_by,
+                                 grace_period=spec.grace_period)
         self.checkpoints = None
         if spec.artifact_dir and spec.keep_checkpoints > 0:
             from hpo.train.checkpoints import CheckpointKeeper
@@ -185,6 +188,13 @@ class Worker:
         """Run trials until the budget, the study-wide total or the grid is spent, or a stop
         is requested. Returns the number of counted trials this worker finished."""
         _optuna.enter_optimize_loop(self.study)
+        self.presence.write()
+        try:
+            return self._run_trials()
+        finally:
+            self.presence.clear()
+
+    def _run_trials(self) -> int:
         self._load_data()
         counted = 0
         while not self.stop.requested:
@@ -225,7 +235,9 @@ class Worker:
         why = self._why_done()
         if why is not None:
             log.info("%s: %s.", self.label, why)
-            self.events.emit("study_done", reason=why, stopped=self.stopped)
+            # The stop mark too, when that is why: the launch's summary says who and when.
+            self.events.emit("study_done", reason=why,
+                             **({"stopped": self.stopped} if self.stopped else {}))
         return why is not None
 
     def _why_done(self) -> str | None:
@@ -264,6 +276,7 @@ class Worker:
     def _on_beat(self) -> None:
         """In the heartbeat thread, once per interval: see a stop mark, and interrupt the
         trial if it says --now."""
+        self.presence.write(retry=False)
         mark = self._stop_mark(retry=False)
         if mark is not None and mark.get("now") and self.stop.reason is None:
             self.stop.interrupt(STOPPED_REASON)
@@ -299,10 +312,14 @@ class Worker:
         another worker failed by heartbeat does not (its retry will)."""
         number = trial.number
         self.events.emit("trial_started", trial=number)
+        self.presence.on(number)
+
+        def on_epoch(epoch: int, value: float) -> None:
+            self.presence.on(number, epoch, value)  # written with the next heartbeat
+            self.events.emit("epoch", trial=number, epoch=epoch, value=value)
+
         run = TrialRun(trial, self.definition, self.spec, device=self.device,
-                       on_epoch=lambda epoch, value: self.events.emit(
-                           "epoch", trial=number, epoch=epoch, value=value),
-                       retry_of=self._retry_of(trial))
+                       on_epoch=on_epoch, retry_of=self._retry_of(trial))
         state, value, reason = TrialState.FAIL, None, None
         interrupted = False
         try:
@@ -339,6 +356,7 @@ class Worker:
             # alive in reference cycles; only the cycle collector frees them. It costs ~0.2 s,
             # so trials that ended normally skip it.
             _free_memory(self.device, collect=state != TrialState.COMPLETE)
+            self.presence.on(None)
 
         if interrupted and self.stop.reason == STOPPED_REASON:
             return self._stopped_now(trial, run)

@@ -18,7 +18,7 @@ from hpo.run import launch
 from hpo.run.budget import LocalBudget
 from hpo.run.stop import mark_stopped, who
 from hpo.run.worker import StopRequest
-from hpo.storage.attributes import RESUMED_FROM_ATTR
+from hpo.storage.attributes import RESUMED_FROM_ATTR, worker_records
 from hpo.train.resume import resume_path
 from tests.helpers import make_spec, make_worker, pruned_only_study, run_inline, running_trials
 from tests.run.test_worker import RecordedEvents
@@ -117,8 +117,14 @@ def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
 
         wait_for(lambda: running_trials(sqlite_url, spec.study_name, min_epochs=2),
                  what="a trial two epochs in")
+        # The worker's record says what it runs, refreshed with the heartbeat (hpo status).
+        records = wait_for(lambda: [r for r in worker_records(optuna.load_study(
+            study_name=spec.study_name, storage=sqlite_url).user_attrs) if r["epoch"]],
+            what="the worker's record of an epoch")
+        seen.extend(records)
         mark_stopped(sqlite_url, spec.study_name, now=True, outage_tolerance=0)
 
+    seen: list[dict] = []
     stopper = threading.Thread(target=stop_mid_trial)
     stopper.start()
     events = RecordedEvents()
@@ -134,6 +140,11 @@ def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
     assert ("study_done", {"reason": events.sent[-1][1]["reason"],
                            "stopped": events.sent[-1][1]["stopped"]}) == events.sent[-1]
     assert events.sent[-1][1]["stopped"]["now"] is True
+    [record] = seen
+    assert (record["trial"], record["device"], record["origin"]) == (stopped.number, "CPU",
+                                                                     "launch")
+    assert record["value"] == stopped.intermediate_values[record["epoch"]]
+    assert not worker_records(study.user_attrs)  # cleared as the worker exited
 
     study = run_inline(make_spec(sqlite_url, trials=1, epochs=12, data_dir=str(mnist_dir),
                                  artifact_dir=str(artifacts)))

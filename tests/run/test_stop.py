@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -105,6 +106,17 @@ def stop_handlers():
         signal.signal(sig, handler)
 
 
+class SlowEpochs(RecordedEvents):
+    """At least 0.5 s an epoch (the worker reports each from its loop), so that the stop
+    lands mid-trial however fast a warm process trains."""
+
+    def emit(self, kind: str, **fields) -> None:
+        super().emit(kind, **fields)
+        if kind == "epoch":
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
 def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
         sqlite_url: str, mnist_dir: Path, tmp_path: Path, stop_handlers: StopRequest) -> None:
     artifacts = tmp_path / "artifacts"
@@ -127,7 +139,7 @@ def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
     seen: list[dict] = []
     stopper = threading.Thread(target=stop_mid_trial)
     stopper.start()
-    events = RecordedEvents()
+    events = SlowEpochs()
     ran = make_worker(spec, budget=LocalBudget(3), events=events, stop=stop_handlers).run()
     stopper.join()
     assert ran == 0

@@ -32,4 +32,6 @@ def trials_since_best(trials: Sequence[Any], *, maximize: bool) -> int:
 
 def patience_spent(trials: Sequence[Any], patience: int | None, *, maximize: bool) -> bool:
     """Whether ``patience`` finished trials in a row brought no new best (None or 0: never)."""
-    return bool(patience) and trials_since_best(trials, maximize=maximize) >= patience
+    if not patience:
+        return False
+    return trials_since_best(trials, maximize=maximize) >= patience

@@ -25,6 +25,7 @@ from hpo.commands import DESCRIPTION, HELP
 from hpo.definition import PRUNER_NAMES, SAMPLER_NAMES
 from hpo.errors import HpoError
 from hpo.spec import GRACE_PERIOD, HEARTBEAT_INTERVAL, MAX_EPOCHS, MAX_SEED, MAX_TRIALS
+from hpo.storage.attributes import describe_stop
 
 if TYPE_CHECKING:
     import optuna
@@ -140,7 +141,11 @@ def _launch(plan: Plan, *, dry_run: bool, dashboard_port: int | None = None) -> 
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.shortfall:
         raise HpoError(result.shortfall)
-    if result.done and result.summary.finished < (plan.spec.trials or 0):
+    if result.stopped is not None:
+        plain.say(f"The study was {describe_stop(result.stopped)} (hpo stop); 'hpo launch' or "
+                  "'hpo worker' on it goes on"
+                  + (", resuming the interrupted trials." if result.stopped.get("now") else "."))
+    elif result.done and result.summary.finished < (plan.spec.trials or 0):
         plain.say(f"Done before the budget: {result.done}.")
 
 
@@ -171,6 +176,9 @@ def _print_summary(summary: Summary, storage_url: str) -> None:
     whose = "its worker" if summary.lost == 1 else "their workers"
     more = (f"; {summary.lost} more lost with {whose} (failed, and queued again with the same "
             "params)") if summary.lost else ""
+    if summary.stopped:
+        more += (f"; {summary.stopped} more stopped by 'hpo stop --now' (queued again, to "
+                 "resume from their last epoch)")
     plain.say(f"Study {summary.study_name} on {summary.storage}: {summary.finished} trial(s) "
               f"finished in this launch ({shown or 'none'}){more}.")
     if summary.wasted is not None:
@@ -326,13 +334,31 @@ def worker(
                        "its --study-name.")
     plan = launching.plan(
         study, worker=True, study_name=study_name, storage_url=storage, data_dir=str(data_dir),
-        flags={"trials": trials, "total": total},
+        flags={"trials": trials, "total": total}, started_by="hpo worker",
         slots=_slots(gpus, workers, workers_per_gpu, threads),
         heartbeat_interval=heartbeat_interval, grace_period=grace_period,
         artifact_dir=str(settings.resolve_artifact_dir()), keep_checkpoints=keep_checkpoints,
         dry_run=dry_run,
     )
     _launch(plan, dry_run=dry_run)
+
+
+@app.command(help=HELP["stop"])
+@_user_errors
+def stop(
+    study: StoredStudyArg,
+    now: Annotated[bool, typer.Option(
+        "--now", help="Interrupt the running trials too (FAIL \"stopped\"; the next launch "
+        "resumes them from their last epoch)")] = False,
+    storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
+) -> None:
+    from hpo.run.stop import mark_stopped
+
+    mark = mark_stopped(storage, study, now=now,
+                        outage_tolerance=settings.outage_tolerance())
+    what = ("interrupt their trials" if now else "finish their current trials")
+    plain.say(f"Study {study} {describe_stop(mark)}: its workers, on every machine, {what} "
+              "within one heartbeat interval and exit.")
 
 
 # -- reading results: hpo.reads, also without Typer -------------------------------------
@@ -344,8 +370,9 @@ def status(
     study: Annotated[str | None, typer.Argument(
         help="Only this study [default: every study in storage]", show_default=False)] = None,
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout")] = False,
 ) -> None:
-    reads.status(storage, study)
+    reads.status(storage, study, as_json=as_json)
 
 
 @app.command(help=HELP["best"])

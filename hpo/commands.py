@@ -20,6 +20,9 @@ HELP = {
               "The study's recorded reference (a name, file or module) must resolve here too. "
               "If the study\ndoes not exist yet, it is created with the definition's defaults, "
               "so every machine can run\nthe same command.",
+    "stop": "Stop a study on every machine: its workers finish (or interrupt) their trials "
+            "and exit.\n\n"
+            "The mark stays on the study until the next 'hpo launch' or 'hpo worker' on it.",
     "status": "Trials by state, best value and last activity, per study.",
     "best": "The best trial's value and params.",
     "export": "Every trial of a study: state, value, params, attributes (and curves, in JSON).",

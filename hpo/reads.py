@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ class _NeedsOptuna(Exception):
 
 # Per command: its options that take a value, its flags, and how many arguments it takes.
 _SYNTAX: dict[str, tuple[dict[str, str], dict[str, str], tuple[int, int]]] = {
-    "status": ({"--storage": "storage"}, {}, (0, 1)),
+    "status": ({"--storage": "storage"}, {"--json": "as_json"}, (0, 1)),
     "best": ({"--storage": "storage"}, {"--json": "as_json"}, (1, 1)),
     "trials": ({"--storage": "storage", "--state": "state", "--top": "top"},
                {"--json": "as_json"}, (1, 1)),
@@ -121,7 +122,7 @@ def _parse(command: str, args: Sequence[str]) -> dict[str, Any] | None:
     storage = given.pop("storage", None) or os.environ.get(settings.STORAGE_ENV)
     result: dict[str, Any] = {"storage": storage or settings.DEFAULT_STORAGE_URL,
                               "study": positional[0] if positional else None}
-    if command in ("best", "trials"):
+    if command in ("status", "best", "trials"):
         result["as_json"] = given.pop("as_json", False)
     if command == "trials":
         top = given.pop("top", None)
@@ -178,11 +179,21 @@ def read(storage: str, names: list[str] | None, *, fast: bool = False) -> list[A
 # -- the commands -------------------------------------------------------------------------
 
 
-def status(storage: str, study: str | None, *, fast: bool = False) -> None:
+def status(storage: str, study: str | None, *, as_json: bool = False, fast: bool = False
+           ) -> None:
+    """Trials by state, best value and last activity per study; then the stopped studies and
+    each study's live workers (their records, hpo.run.presence)."""
     from hpo.results import summary
+    from hpo.storage.attributes import describe_stop
     from hpo.storage.urls import mask_url
 
-    found_studies = read(storage, [study] if study else None, fast=fast)
+    found_studies = [summary.summarize(stored)
+                     for stored in read(storage, [study] if study else None, fast=fast)]
+    now = datetime.now(UTC)
+    if as_json:
+        sys.stdout.write(json.dumps({"storage": mask_url(storage), "studies": [
+            _status_record(found, now) for found in found_studies]}, default=str) + "\n")
+        return
     if not found_studies:
         plain.say(f"No studies in {mask_url(storage)} yet: start one with 'hpo launch'.")
         return
@@ -191,8 +202,7 @@ def status(storage: str, study: str | None, *, fast: bool = False) -> None:
                               *[s.lower() for s in summary.STATE_ORDER], "best",
                               "last activity")]
     rows = []
-    for stored in found_studies:
-        found = summary.summarize(stored)
+    for found in found_studies:
         best = (f"{found.best_value:.4f} (#{found.best_trial})"
                 if found.best_value is not None else "-")
         last = found.last_activity.strftime("%Y-%m-%d %H:%M:%S") \
@@ -200,6 +210,28 @@ def status(storage: str, study: str | None, *, fast: bool = False) -> None:
         rows.append([found.name, found.definition, found.dataset,
                      *[str(found.counts[s]) for s in summary.STATE_ORDER], best, last])
     plain.show_table(f"Studies in {mask_url(storage)}", columns, rows)
+    for found in found_studies:
+        if found.stopped is not None:
+            plain.say(f"Study {found.name} was {describe_stop(found.stopped)} (hpo stop): "
+                      "'hpo launch' or 'hpo worker' on it goes on.")
+    for found in found_studies:
+        if found.workers:
+            plain.say(f"Workers on {found.name} ({len(found.workers)}):")
+            for record in found.workers:
+                plain.say("  " + summary.describe_worker(record, found.metric, now))
+
+
+def _status_record(found: Any, now: datetime) -> dict[str, Any]:
+    """A study's line of ``hpo status --json``, its workers with their heartbeat's age."""
+    from dataclasses import asdict
+
+    from hpo.results.summary import worker_state
+
+    record = asdict(found)
+    record["counts"] = {state.lower(): n for state, n in found.counts.items()}
+    for worker in record["workers"]:
+        worker["heartbeat_age_s"], worker["stale"] = worker_state(worker, now)
+    return record
 
 
 def best(storage: str, study: str, *, as_json: bool = False, fast: bool = False) -> None:

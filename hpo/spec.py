@@ -77,6 +77,7 @@ class LaunchSpec:
     keep_checkpoints: int = 3
     outage_tolerance: float = settings.DEFAULT_OUTAGE_TOLERANCE
     mixed_precision: bool = True
+    started_by: str = "launch"  # or "hpo worker": the origin in the workers' records
 
     def record(self) -> dict[str, Any]:
         """The study-wide part, as stored on the study."""

@@ -98,8 +98,9 @@ def test_what_the_fast_path_does_not_take_ends_as_it_always_has(args: list[str],
 
 
 @pytest.mark.parametrize(("args", "taken"), [
-    (["status"], {"storage": "sqlite:///storage/hpo.db", "study": None}),
-    (["status", "--storage=sqlite:///x.db", "s"], {"storage": "sqlite:///x.db", "study": "s"}),
+    (["status"], {"storage": "sqlite:///storage/hpo.db", "study": None, "as_json": False}),
+    (["status", "--storage=sqlite:///x.db", "s", "--json"],
+     {"storage": "sqlite:///x.db", "study": "s", "as_json": True}),
     (["best", "s", "--json"], {"storage": "sqlite:///storage/hpo.db", "study": "s",
                                "as_json": True}),
     (["trials", "--top", "5", "s", "--state", "fail", "--state", "pruned"],

@@ -13,7 +13,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,8 @@ class StudySummary:
     best_value: float | None
     best_trial: int | None
     last_activity: datetime | None
+    stopped: dict[str, Any] | None = None  # its stop mark (hpo stop), until a launch clears it
+    workers: list[dict[str, Any]] = field(default_factory=list)  # hpo.run.presence's records
 
 
 def summarize(study: Study) -> StudySummary:
@@ -61,7 +63,37 @@ def summarize(study: Study) -> StudySummary:
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
         last_activity=max(times) if times else None,
+        stopped=attributes.stop_mark(attrs),
+        workers=attributes.worker_records(attrs),
     )
+
+
+def worker_state(record: dict[str, Any], now: datetime) -> tuple[float | None, bool]:
+    """A worker record's heartbeat age in seconds, and whether it is stale (past its grace
+    period, or unreadable)."""
+    age = attributes.heartbeat_age(record, now)
+    grace = record.get("grace_period")
+    stale = age is None or not isinstance(grace, int | float) or age > grace
+    return age, stale
+
+
+def describe_worker(record: dict[str, Any], metric: str, now: datetime) -> str:
+    """One line of ``hpo status STUDY`` for a worker record (hpo.run.presence)."""
+    device = str(record.get("device", "?"))
+    if record.get("device_name"):
+        device += f" {record['device_name']}"
+    if record.get("threads") is not None:
+        device += f", {record['threads']} thread(s)"
+    trial = record.get("trial")
+    doing = "between trials" if trial is None else f"trial {trial}"
+    if trial is not None and record.get("epoch") is not None:
+        doing += f", epoch {record['epoch']}"
+        if isinstance(record.get("value"), int | float):
+            doing += f", {metric} {record['value']:.4f}"
+    age, stale = worker_state(record, now)
+    beat = "heartbeat ?" if age is None else f"heartbeat {max(age, 0):.0f} s ago"
+    return (f"{record.get('host', '?')}:{record.get('pid', '?')}  {device}  {doing}  {beat}"
+            f"{' (stale)' if stale else ''}  {record.get('origin', '?')}")
 
 
 def best_trial_or_none(study: Study, trials: Sequence[FrozenTrial] | None = None

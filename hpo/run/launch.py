@@ -36,12 +36,14 @@ from hpo.results.summary import (
     best_trial_or_none,
     wasted_epochs,
 )
+from hpo.run import presence, stop
 from hpo.run.budget import counted, replaced_by_retries
 from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
+from hpo.run.worker import STOPPED_REASON
 from hpo.search.algorithms import check_sampler
 from hpo.spec import GRACE_PERIOD, HEARTBEAT_INTERVAL, LaunchSpec
 from hpo.storage import records
-from hpo.storage.attributes import metric_name
+from hpo.storage.attributes import FAIL_REASON_ATTR, metric_name
 from hpo.storage.engine import open_storage
 from hpo.storage.retry import ResilientStorage
 from hpo.storage.urls import StorageUrl, check_storage_url
@@ -89,6 +91,7 @@ class Summary:
     storage: str  # masked
     states: dict[str, int]  # the trials that count, by state (in STATE_ORDER, none left out)
     lost: int  # failed with their worker and queued again: their retries count instead
+    stopped: int  # interrupted by hpo stop --now and queued again, likewise
     metric: str
     wasted: WastedEpochs | None
     best: optuna.trial.FrozenTrial | None
@@ -105,6 +108,7 @@ class Result:
     interrupted: bool
     shortfall: str | None  # why fewer trials than the budget finished, for hpo launch
     done: str | None = None  # why the study needed no more trials (--patience, --timeout, ...)
+    stopped: dict[str, Any] | None = None  # the stop mark (hpo stop) its workers obeyed
 
 
 def plan(reference: str | None, *, worker: bool, study_name: str | None, storage_url: str,
@@ -212,6 +216,8 @@ def prepare(plan: Plan) -> Prepared:
         grace_period=spec.grace_period, outage_tolerance=spec.outage_tolerance)
     study, created = records.create_or_resume(storage, definition, spec.study_name,
                                               synthetic=spec.synthetic, spec=spec.record())
+    stop.clear(study)  # a study stopped with hpo stop runs again, and the user is told
+    presence.forget_stale(study)
     budget, note = spec.trials, None
     if spec.sampler == "grid" and definition.grid_size is not None:
         left = definition.grid_size - len(_optuna.grid_points_tried(
@@ -241,10 +247,13 @@ def summarize(prepared: Prepared, outcome: SuperviseResult) -> Summary:
     mine = [t for t in everything if t.number in ran]
     counts = [t for t in counted(everything) if t.number in ran]
     replaced = replaced_by_retries(everything)
+    stopped = {t.number for t in mine if t.number in replaced
+               and t.user_attrs.get(FAIL_REASON_ATTR) == STOPPED_REASON}
     states = {state: n for state in STATE_ORDER
               if (n := sum(t.state.name == state for t in counts))}
     return Summary(study.study_name, prepared.plan.location.masked, states,
-                   lost=sum(t.number in replaced for t in mine), metric=metric_name(study),
+                   lost=sum(t.number in replaced for t in mine) - len(stopped),
+                   stopped=len(stopped), metric=metric_name(study),
                    wasted=wasted_epochs(study, mine),
                    best=cast(optuna.trial.FrozenTrial | None, best_trial_or_none(study)),
                    found=best_found(study, everything))
@@ -277,4 +286,5 @@ def execute(plan: Plan, *, console: Console, dashboard_port: int | None = None) 
         slots = ", ".join(map(str, outcome.failed_slots)) or "?"
         shortfall = (f"Only {outcome.counted} of {prepared.budget} trials finished because "
                      f"worker(s) {slots} kept failing: see the errors above.")
-    return Result(summarize(prepared, outcome), outcome.interrupted, shortfall, outcome.done)
+    return Result(summarize(prepared, outcome), outcome.interrupted, shortfall, outcome.done,
+                  outcome.stopped)

@@ -174,6 +174,7 @@ class SuperviseResult:
     failed_slots: list[int]
     trials: list[int] = field(default_factory=list)  # numbers of the trials its workers ran
     done: str | None = None  # why the study needed no more trials, as a worker found it
+    stopped: dict[str, Any] | None = None  # the study's stop mark (hpo stop), if that was why
 
 
 class Supervisor:
@@ -194,6 +195,7 @@ class Supervisor:
         self.signals = 0
         self.database_lost: str | None = None  # the sentence of the first worker to give up
         self.done: str | None = None  # why the first worker to find the study done stopped
+        self.stopped: dict[str, Any] | None = None  # the stop mark a worker obeyed
 
     # -- processes --------------------------------------------------------------------------
 
@@ -251,7 +253,7 @@ class Supervisor:
         if self.database_lost:
             raise DatabaseUnreachable(self.database_lost)
         return SuperviseResult(self.state.counted.value, self.signals > 0, self.failed_slots,
-                               sorted(self.trials), self.done)
+                               sorted(self.trials), self.done, self.stopped)
 
     def _watch(self) -> None:
         stop_deadline: float | None = None
@@ -341,6 +343,7 @@ class Supervisor:
                 continue
             if kind == "study_done":
                 self.done = self.done or fields["reason"]
+                self.stopped = self.stopped or fields.get("stopped")
                 continue
             if "trial" in fields:
                 self.trials.add(fields["trial"])

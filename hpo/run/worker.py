@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +31,8 @@ from hpo import _optuna
 from hpo.definition import StudyDefinition
 from hpo.errors import first_line
 from hpo.run.budget import Budget, counted_finished
-from hpo.run.stale import fail_stale_trials
+from hpo.run.presence import Presence
+from hpo.run.stale import fail_and_retry, fail_stale_trials
 from hpo.search.algorithms import make_pruner, make_sampler
 from hpo.search.stopping import patience_spent
 from hpo.spec import LaunchSpec, WorkerSlot
@@ -41,6 +42,8 @@ from hpo.storage.attributes import (
     FAIL_REASON_ATTR,
     PRUNED_REASON_ATTR,
     SECONDS_PER_EPOCH_ATTR,
+    describe_stop,
+    stop_mark,
 )
 from hpo.storage.engine import open_storage
 from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, call_with_db_retry
@@ -48,6 +51,9 @@ from hpo.storage.transactions import study_lock
 from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
+
+# The fail_reason of a trial that hpo stop --now interrupted.
+STOPPED_REASON = "stopped"
 
 class Events(Protocol):
     def emit(self, kind: str, **fields: Any) -> None: ...
@@ -67,6 +73,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.reason: str | None = None  # why the trial was interrupted, if not by a signal
         self._in_trial = False
 
     def install(self) -> None:
@@ -78,6 +85,16 @@ class StopRequest:
         if self._in_trial:
             self._in_trial = False
             raise KeyboardInterrupt
+
+    def interrupt(self, reason: str) -> None:
+        """From another thread (the heartbeat's): stop, and interrupt a running trial as a
+        signal would, its fail_reason ``reason``. The signal goes to this process's main
+        thread, where the trial runs; Python runs the handler between two bytecodes there."""
+        self.reason = reason
+        self.requested = True
+        main = threading.main_thread()
+        if self._in_trial and main.ident is not None and main.is_alive():
+            signal.pthread_kill(main.ident, signal.SIGINT)
 
     @contextlib.contextmanager
     def interruptible(self) -> Iterator[None]:
@@ -95,10 +112,12 @@ class Heartbeat:
     live trial is not declared stale just because the database blinked.
     """
 
-    def __init__(self, storage: ResilientStorage, trial_id: int, interval: int) -> None:
+    def __init__(self, storage: ResilientStorage, trial_id: int, interval: int,
+                 on_beat: Callable[[], None] | None = None) -> None:
         self._storage = storage.rdb  # no retry here: the loop itself retries every interval
         self._trial_id = trial_id
         self._interval = interval
+        self._on_beat = on_beat  # also once per interval: the stop mark (hpo stop)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="hpo-heartbeat", daemon=True)
 
@@ -108,6 +127,11 @@ class Heartbeat:
                 self._storage.record_heartbeat(self._trial_id)
             except Exception as error:
                 log.debug("Heartbeat for trial id %s failed: %s", self._trial_id, error)
+            if self._on_beat is not None:
+                try:
+                    self._on_beat()
+                except Exception as error:  # the next beat tries again
+                    log.debug("Checking the stop mark failed: %s", error)
             if self._stop.wait(self._interval):
                 return
 
@@ -136,6 +160,9 @@ class Worker:
         self.events = events or NoEvents()
         self.stop = stop or StopRequest()
         self.definition = definition
+        # The study's stop mark once this worker has seen it: kept, so that a launch that
+        # clears the mark does not send this worker on to another trial.
+        self.stopped: dict[str, Any] | None = None
         self.storage = open_storage(spec.storage_url,
                                     heartbeat_interval=spec.heartbeat_interval,
                                     grace_period=spec.grace_period,
@@ -147,6 +174,8 @@ class Worker:
             study_name=spec.study_name, storage=self.storage, sampler=self.sampler,
             pruner=make_pruner(spec.pruner, self.definition, epochs=spec.epochs),
         )
+        self.presence = Presence(self.storage, self.study, slot, started_by=spec.started_by,
+                                 grace_period=spec.grace_period)
         self.checkpoints = None
         if spec.artifact_dir and spec.keep_checkpoints > 0:
             from hpo.train.checkpoints import CheckpointKeeper
@@ -160,6 +189,13 @@ class Worker:
         """Run trials until the budget, the study-wide total or the grid is spent, or a stop
         is requested. Returns the number of counted trials this worker finished."""
         _optuna.enter_optimize_loop(self.study)
+        self.presence.write()
+        try:
+            return self._run_trials()
+        finally:
+            self.presence.clear()
+
+    def _run_trials(self) -> int:
         self._load_data()
         counted = 0
         while not self.stop.requested:
@@ -181,6 +217,8 @@ class Worker:
             was_counted = self._run_trial(trial)
             self.budget.finished(counted=was_counted)
             counted += was_counted
+        if self.stop.reason == STOPPED_REASON:  # hpo stop --now, seen by the heartbeat
+            self.events.emit("study_done", reason=self._stopped_reason(), stopped=self.stopped)
         return counted
 
     def _load_data(self) -> None:
@@ -198,11 +236,15 @@ class Worker:
         why = self._why_done()
         if why is not None:
             log.info("%s: %s.", self.label, why)
-            self.events.emit("study_done", reason=why)
+            # The stop mark too, when that is why: the launch's summary says who and when.
+            self.events.emit("study_done", reason=why,
+                             **({"stopped": self.stopped} if self.stopped else {}))
         return why is not None
 
     def _why_done(self) -> str | None:
         spec = self.spec
+        if self._stop_mark() is not None:
+            return self._stopped_reason()
         if spec.deadline is not None and time.time() >= spec.deadline:
             ended = datetime.fromtimestamp(spec.deadline).strftime("%H:%M:%S")
             return f"the launch's --timeout ran out at {ended}"
@@ -217,6 +259,28 @@ class Worker:
         if self._total_reached():
             return f"the study holds its total of {spec.total} trials"
         return None
+
+    def _stop_mark(self, *, retry: bool = True) -> dict[str, Any] | None:
+        """The study's stop mark (hpo stop), as this worker last saw it or as it is now.
+
+        ``retry``: through an outage, as the trial loop's calls do; the heartbeat thread
+        reads without (it tries again next interval)."""
+        if self.stopped is None:
+            storage = self.storage if retry else self.storage.rdb
+            self.stopped = stop_mark(storage.get_study_user_attrs(
+                _optuna.study_id_of(self.study)))
+        return self.stopped
+
+    def _stopped_reason(self) -> str:
+        return f"the study was {describe_stop(self.stopped or {})} (hpo stop)"
+
+    def _on_beat(self) -> None:
+        """In the heartbeat thread, once per interval: see a stop mark, and interrupt the
+        trial if it says --now."""
+        self.presence.write(retry=False)
+        mark = self._stop_mark(retry=False)
+        if mark is not None and mark.get("now") and self.stop.reason is None:
+            self.stop.interrupt(STOPPED_REASON)
 
     def _total_reached(self) -> bool:
         if self.spec.total is None:
@@ -250,16 +314,20 @@ class Worker:
         number = trial.number
         self.events.emit("trial_started", trial=number,
                          baseline=bool(trial.user_attrs.get(BASELINE_ATTR)))
+        self.presence.on(number)
+
+        def on_epoch(epoch: int, value: float) -> None:
+            self.presence.on(number, epoch, value)  # written with the next heartbeat
+            self.events.emit("epoch", trial=number, epoch=epoch, value=value)
+
         run = TrialRun(trial, self.definition, self.spec, device=self.device,
-                       on_epoch=lambda epoch, value: self.events.emit(
-                           "epoch", trial=number, epoch=epoch, value=value),
-                       retry_of=self._retry_of(trial))
+                       on_epoch=on_epoch, retry_of=self._retry_of(trial))
         state, value, reason = TrialState.FAIL, None, None
         interrupted = False
         try:
             # The first heartbeat goes out at once: a trial without one is failed as an orphan.
             with Heartbeat(self.storage, _optuna.trial_id_of(trial),
-                           self.spec.heartbeat_interval):
+                           self.spec.heartbeat_interval, on_beat=self._on_beat):
                 trial.set_user_attr("device", self.slot.device)
                 trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
                 trial.set_user_attr("seed", run.seed)
@@ -279,7 +347,7 @@ class Worker:
             raise  # not this trial's fault: it ends the worker (and the launch)
         except KeyboardInterrupt:
             interrupted = True
-            reason = "interrupted: the worker was asked to stop"
+            reason = self.stop.reason or "interrupted: the worker was asked to stop"
         except Exception as error:  # anything inside a trial fails only that trial
             reason = first_line(error, typed=True, limit=500)
             if _is_out_of_memory(error):
@@ -290,7 +358,10 @@ class Worker:
             # alive in reference cycles; only the cycle collector frees them. It costs ~0.2 s,
             # so trials that ended normally skip it.
             _free_memory(self.device, collect=state != TrialState.COMPLETE)
+            self.presence.on(None)
 
+        if interrupted and self.stop.reason == STOPPED_REASON:
+            return self._stopped_now(trial, run)
         try:
             self._record_progress(trial, run)
             self._tell(trial, state, value, reason)
@@ -305,6 +376,16 @@ class Worker:
         if interrupted:
             self.stop.requested = True
         return True
+
+    def _stopped_now(self, trial: optuna.Trial, run: TrialRun) -> bool:
+        """End a trial that hpo stop --now interrupted: FAIL "stopped", and queued again with
+        the same params, so the next launch resumes it from the resume point it keeps. It
+        does not count: its retry will."""
+        self._record_progress(trial, run)
+        fail_and_retry(self.storage, self.study, _optuna.trial_id_of(trial), STOPPED_REASON)
+        self.events.emit("trial_finished", trial=trial.number, state="STOPPED", value=None,
+                         reason=STOPPED_REASON)
+        return False
 
     def _retry_of(self, trial: optuna.Trial) -> int | None:
         """The trial that ``trial`` retries (the first of a chain of retries), or None; its

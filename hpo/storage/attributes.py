@@ -7,6 +7,7 @@ commands can use it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 # On studies (user attributes):
@@ -17,6 +18,12 @@ DATASET_ATTR = "dataset"
 HPO_VERSION_ATTR = "hpo_version"
 SPEC_ATTR = "launch_spec"  # the recorded part of the latest LaunchSpec (hpo.spec.RECORDED)
 TEST_ATTR = "test_accuracy"  # hpo evaluate's measurement, recorded once
+# hpo stop's mark: {"by": "user@host", "at": "2026-12-02 11:00:00 UTC", "now": bool}, set to
+# None when a later launch clears it (Optuna has no call that deletes a study attribute).
+STOP_ATTR = "stopped"
+# A live worker's record, "worker:HOST:PID": its device, origin, trial, epoch and latest value,
+# refreshed with its heartbeat (hpo.run.presence); None once it exits.
+WORKER_ATTR_PREFIX = "worker:"
 
 # On trials (user attributes):
 BASELINE_ATTR = "baseline"  # the trial enqueued from StudyDefinition.baseline
@@ -33,3 +40,29 @@ SECONDS_PER_EPOCH_ATTR = "seconds_per_epoch"
 def metric_name(study: Any) -> str:
     """The study's metric (what its values measure), "value" for studies hpo did not make."""
     return str(study.user_attrs.get(METRIC_ATTR, "value"))
+
+
+def stop_mark(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The study's stop mark (hpo stop), from its user attributes; None if it runs freely."""
+    mark = attrs.get(STOP_ATTR)
+    return mark if isinstance(mark, dict) and mark.get("at") else None
+
+
+def describe_stop(mark: dict[str, Any]) -> str:
+    """'stopped by ann@node1 at 2026-12-02 11:00:00 UTC' (with ' with --now' if so)."""
+    return (f"stopped by {mark.get('by', 'someone')} at {mark['at']}"
+            + (" with --now" if mark.get("now") else ""))
+
+
+def worker_records(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study's worker records (hpo.run.presence), in the order of their keys."""
+    return [value for key, value in sorted(attrs.items())
+            if key.startswith(WORKER_ATTR_PREFIX) and isinstance(value, dict)]
+
+
+def heartbeat_age(record: dict[str, Any], now: datetime) -> float | None:
+    """Seconds since the worker's last heartbeat (``now`` aware), or None if unreadable."""
+    try:
+        return (now - datetime.fromisoformat(record["heartbeat"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -1,0 +1,165 @@
+"""hpo stop in one process: the mark, its refusals, what status shows, and a worker obeying
+it (plain: no new trial; --now: the running trial interrupted, queued again, resumed later)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpo import reads
+from hpo.cli import app
+from hpo.run import launch
+from hpo.run.budget import LocalBudget
+from hpo.run.stop import mark_stopped, who
+from hpo.run.worker import StopRequest
+from hpo.storage.attributes import RESUMED_FROM_ATTR, worker_records
+from hpo.train.resume import resume_path
+from tests.helpers import make_spec, make_worker, pruned_only_study, run_inline, running_trials
+from tests.run.test_worker import RecordedEvents
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_stop_marks_the_study_and_refuses_bad_input(tmp_path: Path) -> None:
+    url = pruned_only_study(tmp_path)
+    result = invoke("stop", "nope", "--storage", url)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: There is no study named 'nope' in {url} (studies there: empty): check the "
+        "name, or start it with 'hpo launch'.")
+
+    result = invoke("stop", "empty", "--storage", url)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"Study empty stopped by {who()} at ")
+    assert "finish their current trials within one heartbeat interval and exit." in \
+        result.stdout
+
+    again = invoke("stop", "empty", "--storage", url)
+    assert again.exit_code == 1
+    message = again.stderr.strip()
+    assert message.startswith(f"Error: Study 'empty' is already stopped by {who()} at ")
+    assert message.endswith(": its workers end on their own, and 'hpo launch' or 'hpo worker' "
+                            "on it clears the mark.")
+    assert "Traceback" not in again.stderr and message.count("\n") == 0
+
+    # A plain stop may become a stop --now, once.
+    assert invoke("stop", "empty", "--now", "--storage", url).exit_code == 0
+    again = invoke("stop", "empty", "--now", "--storage", url)
+    assert again.exit_code == 1 and " with --now: its workers end on their own" in again.stderr
+
+
+def test_status_shows_a_stopped_study_on_its_fast_path(tmp_path: Path, capsys) -> None:
+    url = pruned_only_study(tmp_path)
+    assert reads.answer(["status", "--storage", url]) == 0
+    assert "(hpo stop)" not in capsys.readouterr().out
+    mark = mark_stopped(url, "empty", now=False, outage_tolerance=0)
+    assert reads.answer(["status", "--storage", url]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"Study empty was stopped by {mark['by']} at {mark['at']} (hpo stop): 'hpo launch' or "
+        "'hpo worker' on it goes on.")
+
+
+def test_a_worker_starts_no_trial_on_a_stopped_study(sqlite_url: str, mnist_dir: Path) -> None:
+    spec = make_spec(sqlite_url, trials=3, data_dir=str(mnist_dir))
+    study = launch.prepare(launch.Plan.of(spec)).study
+    mark = mark_stopped(sqlite_url, spec.study_name, now=False, outage_tolerance=0)
+    events = RecordedEvents()
+    assert make_worker(spec, budget=LocalBudget(3), events=events).run() == 0
+    assert [t.state for t in study.get_trials()] == [TrialState.WAITING]  # the baseline
+    [(_, fields)] = [e for e in events.sent if e[0] == "study_done"]
+    assert fields["stopped"] == mark
+    assert fields["reason"] == f"the study was stopped by {mark['by']} at {mark['at']} (hpo stop)"
+
+
+def test_a_launch_clears_the_mark_and_says_so(sqlite_url: str, mnist_dir: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    spec = make_spec(sqlite_url, trials=1, data_dir=str(mnist_dir))
+    launch.prepare(launch.Plan.of(spec))
+    mark = mark_stopped(sqlite_url, spec.study_name, now=True, outage_tolerance=0)
+    with caplog.at_level("WARNING"):
+        study = run_inline(spec)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+    assert study.user_attrs["stopped"] is None
+    assert f"Study mnist-mlp was stopped by {mark['by']} at {mark['at']} with --now; this " \
+           "launch clears the mark and goes on." in caplog.messages
+
+
+@pytest.fixture
+def stop_handlers():
+    """The worker process's signal handlers (StopRequest.install), put back afterwards."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopRequest()
+    stop.install()
+    yield stop
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+class SlowEpochs(RecordedEvents):
+    """At least 0.5 s an epoch (the worker reports each from its loop), so that the stop
+    lands mid-trial however fast a warm process trains."""
+
+    def emit(self, kind: str, **fields) -> None:
+        super().emit(kind, **fields)
+        if kind == "epoch":
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
+        sqlite_url: str, mnist_dir: Path, tmp_path: Path, stop_handlers: StopRequest) -> None:
+    artifacts = tmp_path / "artifacts"
+    spec = make_spec(sqlite_url, trials=3, epochs=12, data_dir=str(mnist_dir),
+                     artifact_dir=str(artifacts), heartbeat_interval=1)
+    launch.prepare(launch.Plan.of(spec))
+
+    def stop_mid_trial() -> None:
+        from tests.helpers import wait_for
+
+        wait_for(lambda: running_trials(sqlite_url, spec.study_name, min_epochs=2),
+                 what="a trial two epochs in")
+        # The worker's record says what it runs, refreshed with the heartbeat (hpo status).
+        records = wait_for(lambda: [r for r in worker_records(optuna.load_study(
+            study_name=spec.study_name, storage=sqlite_url).user_attrs) if r["epoch"]],
+            what="the worker's record of an epoch")
+        seen.extend(records)
+        mark_stopped(sqlite_url, spec.study_name, now=True, outage_tolerance=0)
+
+    seen: list[dict] = []
+    stopper = threading.Thread(target=stop_mid_trial)
+    stopper.start()
+    events = SlowEpochs()
+    ran = make_worker(spec, budget=LocalBudget(3), events=events, stop=stop_handlers).run()
+    stopper.join()
+    assert ran == 0
+    study = optuna.load_study(study_name=spec.study_name, storage=sqlite_url)
+    stopped, retry = study.get_trials()
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["fail_reason"] == "stopped"
+    assert retry.state == TrialState.WAITING and retry.params == stopped.params
+    assert 2 <= stopped.user_attrs["epochs_run"] < 12
+    assert resume_path(artifacts, spec.study_name, stopped.number).exists()
+    assert ("study_done", {"reason": events.sent[-1][1]["reason"],
+                           "stopped": events.sent[-1][1]["stopped"]}) == events.sent[-1]
+    assert events.sent[-1][1]["stopped"]["now"] is True
+    [record] = seen
+    assert (record["trial"], record["device"], record["origin"]) == (stopped.number, "CPU",
+                                                                     "launch")
+    assert record["value"] == stopped.intermediate_values[record["epoch"]]
+    assert not worker_records(study.user_attrs)  # cleared as the worker exited
+
+    study = run_inline(make_spec(sqlite_url, trials=1, epochs=12, data_dir=str(mnist_dir),
+                                 artifact_dir=str(artifacts)))
+    resumed = study.get_trials()[retry.number]
+    assert resumed.state.is_finished()
+    assert resumed.user_attrs[RESUMED_FROM_ATTR] == len(stopped.intermediate_values)

@@ -52,17 +52,17 @@ def _trials(url: str) -> list:
     return optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
 
 
-def running(url: str, wanted: int) -> bool:
-    """Whether ``wanted`` trials are RUNNING with at least one epoch behind them."""
+def running(url: str) -> list[int]:
+    """The numbers of the trials RUNNING with at least one epoch behind them, in one read."""
     import optuna
     from optuna.trial import TrialState
 
     try:
         study = optuna.load_study(study_name=STUDY, storage=url)
     except KeyError:
-        return False
+        return []
     trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return sum(len(t.intermediate_values) >= 1 for t in trials) >= wanted
+    return [t.number for t in trials if len(t.intermediate_values) >= 1]
 
 
 def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval: int = 10,
@@ -80,20 +80,18 @@ def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval
     processes = [launch]
     try:
         deadline = time.monotonic() + timeout
-        while not running(url, 1):
+        while not running(url):
             if time.monotonic() > deadline or launch.poll() is not None:
                 raise RuntimeError(f"the launch did not start a trial: {launch.communicate()}")
             time.sleep(0.5)
         processes.append(hpo("worker", STUDY, *common, env=env))
-        while not running(url, 3):
+        # The trials running at the stop come from the same read that saw all three mid-trial:
+        # a second read could miss one that ended in between (a plain stop's trials are short).
+        while len(running_at_stop := running(url)) < 3:
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise RuntimeError(f"the workers did not all start a trial: "
                                    f"{[p.communicate() for p in processes]}")
             time.sleep(0.5)
-        from optuna.trial import TrialState
-
-        before = _trials(url)
-        running_at_stop = [t.number for t in before if t.state == TrialState.RUNNING]
         started = time.monotonic()
         subprocess.run([sys.executable, "-m", "hpo", "stop", STUDY, "--storage", url,
                         *(["--now"] if now else [])], check=True, capture_output=True,

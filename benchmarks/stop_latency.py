@@ -65,6 +65,18 @@ def running(url: str) -> list[int]:
     return [t.number for t in trials if len(t.intermediate_values) >= 1]
 
 
+def recorded(url: str) -> bool:
+    """Whether the launch has created the study and recorded the spec a worker joins with."""
+    import optuna
+
+    from hpo.storage.attributes import SPEC_ATTR
+
+    try:
+        return SPEC_ATTR in optuna.load_study(study_name=STUDY, storage=url).user_attrs
+    except Exception:  # no study yet, or its tables half-made: the launch is still starting
+        return False
+
+
 def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval: int = 10,
                  epochs: int = 200, data_dir: str | None = None, timeout: float = 600
                  ) -> Stopped:
@@ -80,10 +92,12 @@ def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval
     processes = [launch]
     try:
         deadline = time.monotonic() + timeout
-        while not running(url):
+        # The worker joins as soon as the launch has recorded its spec: starting both at once
+        # overlaps their start-up (torch's import, the data) instead of paying it twice.
+        while not recorded(url):
             if time.monotonic() > deadline or launch.poll() is not None:
-                raise RuntimeError(f"the launch did not start a trial: {launch.communicate()}")
-            time.sleep(0.5)
+                raise RuntimeError(f"the launch did not record its study: {launch.communicate()}")
+            time.sleep(0.2)
         processes.append(hpo("worker", STUDY, *common, env=env))
         # The trials running at the stop come from the same read that saw all three mid-trial:
         # a second read could miss one that ended in between (a plain stop's trials are short).

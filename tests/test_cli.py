@@ -106,6 +106,24 @@ def test_read_only_commands_import_nothing_heavy(command: list[str], tmp_path: P
     assert "0.9" in done.stdout
 
 
+@pytest.mark.slow
+def test_the_launcher_leaves_torch_to_its_workers(mnist_dir: Path, tmp_path: Path) -> None:
+    """hpo launch and hpo worker only check the data, plan and supervise: importing torch
+    there (seconds) would delay every start, since each worker process imports it again."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    common = ["--storage", url, "--data-dir", str(mnist_dir), "--threads", "1"]
+    for command in (["launch", "mnist-mlp", "--trials", "1", "--epochs", "1", *common],
+                    ["worker", "mnist-mlp", "--trials", "1", *common]):
+        done = subprocess.run([sys.executable, "-c", READ_ONLY, *command], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "1 trial(s) finished" in done.stdout, done.stdout
+        assert "torch" not in done.stderr.strip().splitlines()[-1], done.stderr
+
+
 def test_unknown_study_names_the_known_ones() -> None:
     result = invoke("launch", "mnist-cnn", "--trials", "1", "--epochs", "1")
     assert_user_error(result, "Unknown study 'mnist-cnn': choose one of logreg-loss, mnist-mlp, "

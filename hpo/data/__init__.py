@@ -12,14 +12,17 @@ import fcntl
 import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from hpo.definition import Dataset, Splits, StudyDefinition
 from hpo.errors import HpoError
 
-CPU = torch.device("cpu")
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where tensors are made, not here: the launcher checks the data files through
+# this module, and it never trains, so it need not pay torch's seconds-long import.
+CPU = "cpu"
 
 
 def _mnist() -> Dataset:
@@ -107,6 +110,8 @@ def _load_cached(dataset: Dataset, data_dir: str, device: str,
         raise HpoError(f"The load_splits of dataset {dataset.name} returned a "
                        f"{type(splits).__name__}, not a hpo.Splits: return "
                        "Splits(train_x, train_y, val_x, val_y, num_classes).")
+    import torch
+
     target = torch.device(device)
     return Splits(splits.train_x.to(target), splits.train_y.to(target),
                   splits.val_x.to(target), splits.val_y.to(target),
@@ -142,6 +147,8 @@ def download_lock(folder: Path) -> Iterator[None]:
 
 def split_indices(n: int, train_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed random train/validation split of ``range(n)``; the same on every machine."""
+    import torch
+
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_train = int(train_fraction * n)
     return order[:n_train], order[n_train:]

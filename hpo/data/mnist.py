@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from hpo.data import Splits, download_lock, split_indices
-from hpo.data.synthetic import class_conditional_images
 from hpo.errors import HpoError, first_line
 from hpo.settings import offline
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: prepare() runs in the launcher
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +105,20 @@ def _download(data_dir: Path, where: str) -> None:
                        f"({first_line(error, limit=200)}): {where}.") from None
 
 
-def _to_device(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+def _to_device(images: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """Flatten and scale uint8 images to [-1, 1] on the device, as the seed's
     Normalize(0.5, 0.5)."""
+    import torch
+
     pixels = torch.as_tensor(images).to(device).reshape(len(images), -1)
     return pixels.float().div_(127.5).sub_(1.0)
 
 
 def _load_raw(data_dir: Path, split: str, synthetic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    from hpo.data.synthetic import class_conditional_images
+
     if synthetic:
         n = TRAIN_SIZE if split == "train" else TEST_SIZE
         images, labels = class_conditional_images(n, (1, 28, 28), 10,
@@ -120,7 +128,7 @@ def _load_raw(data_dir: Path, split: str, synthetic: bool) -> tuple[torch.Tensor
     return torch.from_numpy(raw_images.copy()), torch.from_numpy(raw_labels.astype(np.int64))
 
 
-def load_splits(data_dir: Path, *, synthetic: bool, device: torch.device) -> Splits:
+def load_splits(data_dir: Path, *, synthetic: bool, device: torch.device | str) -> Splits:
     images, labels = _load_raw(data_dir, "train", synthetic)
     train_idx, val_idx = split_indices(len(images), TRAIN_FRACTION, SPLIT_SEED)
     x = _to_device(images, device)
@@ -129,7 +137,7 @@ def load_splits(data_dir: Path, *, synthetic: bool, device: torch.device) -> Spl
     return Splits(x[train_idx], y[train_idx], x[val_idx], y[val_idx], num_classes=10)
 
 
-def load_test(data_dir: Path, *, synthetic: bool, device: torch.device
+def load_test(data_dir: Path, *, synthetic: bool, device: torch.device | str
               ) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = _load_raw(data_dir, "test", synthetic)
     return _to_device(images, device), labels.to(device)

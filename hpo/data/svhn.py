@@ -113,7 +113,7 @@ def _train_images(data_dir: Path, synthetic: bool, subset: float
     return images[index], labels[index]
 
 
-def load_splits(data_dir: Path, *, synthetic: bool, device: torch.device,
+def load_splits(data_dir: Path, *, synthetic: bool, device: torch.device | str,
                 subset: float = 1.0) -> Splits:
     images, labels = _train_images(data_dir, synthetic, subset)
     train_idx, val_idx = split_indices(len(images), TRAIN_FRACTION, SPLIT_SEED)
@@ -123,7 +123,7 @@ def load_splits(data_dir: Path, *, synthetic: bool, device: torch.device,
                   num_classes=10)
 
 
-def load_test(data_dir: Path, *, synthetic: bool, device: torch.device
+def load_test(data_dir: Path, *, synthetic: bool, device: torch.device | str
               ) -> tuple[torch.Tensor, torch.Tensor]:
     if synthetic:
         images, labels = class_conditional_images(TEST_SIZE, (3, 32, 32), 10, split_seed=1)

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from hpo.errors import HpoError
 from hpo.settings import GPU_COUNT_ENV, cpu_count
 from hpo.spec import WorkerSlot
+
+
+def gpu_driver_present() -> bool:
+    """Whether this machine has a GPU driver's device files: NVIDIA's (/dev/nvidiactl) or
+    AMD ROCm's (/dev/kfd), which torch.cuda also drives. Without either, torch would find no
+    GPU, so the launcher need not import torch to learn that."""
+    return any(Path(path).exists() for path in ("/dev/nvidiactl", "/dev/kfd"))
 
 
 def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
@@ -23,6 +31,8 @@ def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     if env.get(GPU_COUNT_ENV):
         count = int(env[GPU_COUNT_ENV])
+    elif not gpu_driver_present():
+        count = 0  # the common CPU-only case, answered without importing torch (seconds)
     else:
         import torch
 

@@ -39,11 +39,10 @@ from hpo.results.summary import (
 from hpo.run import presence, stop
 from hpo.run.budget import counted, replaced_by_retries
 from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
-from hpo.run.worker import STOPPED_REASON
 from hpo.search.algorithms import check_sampler
 from hpo.spec import GRACE_PERIOD, HEARTBEAT_INTERVAL, LaunchSpec
 from hpo.storage import records
-from hpo.storage.attributes import FAIL_REASON_ATTR, metric_name
+from hpo.storage.attributes import FAIL_REASON_ATTR, STOPPED_REASON, metric_name
 from hpo.storage.engine import open_storage
 from hpo.storage.retry import ResilientStorage
 from hpo.storage.urls import StorageUrl, check_storage_url

@@ -35,7 +35,6 @@ from hpo.errors import HpoError
 from hpo.run.budget import SharedBudget, SharedState
 from hpo.run.channel import Channel, receive
 from hpo.run.stale import fail_and_retry, fail_stale_trials, settle_running_trials
-from hpo.run.worker import StopRequest, Worker
 from hpo.spec import LaunchSpec, WorkerSlot
 from hpo.storage.attributes import LOST_REASON
 from hpo.storage.retry import DatabaseUnreachable, ResilientStorage, is_connection_error
@@ -116,6 +115,10 @@ class NoDisplay:
 def _worker_process(spec: LaunchSpec, slot: WorkerSlot, restarts: int, state: SharedState,
                     connection: Connection, parent_pid: int) -> None:
     """Entry point of a worker process (spawned, so it starts with a clean CUDA state)."""
+    # Imported here, in the worker, and not at the top: the launcher process never needs torch,
+    # and importing it there would delay every launch by seconds.
+    from hpo.run.worker import StopRequest, Worker
+
     die_with_parent(parent_pid)
     stop = StopRequest()
     stop.install()

@@ -42,6 +42,7 @@ from hpo.storage.attributes import (
     FAIL_REASON_ATTR,
     PRUNED_REASON_ATTR,
     SECONDS_PER_EPOCH_ATTR,
+    STOPPED_REASON,
     describe_stop,
     stop_mark,
 )
@@ -51,9 +52,6 @@ from hpo.storage.transactions import study_lock
 from hpo.train.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
-
-# The fail_reason of a trial that hpo stop --now interrupted.
-STOPPED_REASON = "stopped"
 
 class Events(Protocol):
     def emit(self, kind: str, **fields: Any) -> None: ...

@@ -31,6 +31,7 @@ FAIL_REASON_ATTR = "fail_reason"
 # How the fail_reason of a trial whose worker was lost begins (killed, crashed, stopped beating):
 # such a trial does not count against a budget, because its retry, with the same params, does.
 LOST_REASON = "worker lost"
+STOPPED_REASON = "stopped"  # the fail_reason of a trial that hpo stop --now interrupted
 PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"
 RESUMED_FROM_ATTR = "resumed_from_epoch"  # a retry that went on from its original's epoch

@@ -185,7 +185,7 @@ def test_a_relaunch_after_a_power_cut_leaves_nothing_running(tmp_path: Path, mni
     """Launcher and workers SIGKILLed together; the relaunch is shorter than the grace period,
     and still returns only once the dead trial is failed, saying so."""
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    hb = ["--heartbeat-interval", "1", "--grace-period", "40"]
+    hb = ["--heartbeat-interval", "1", "--grace-period", "20"]
     data = ["--data-dir", str(mnist_dir)]
     first = launches("launch", "mnist-mlp", "--trials", "5", *data, "--epochs", "50",
                      "--storage", url, "--pruner", "none", *hb)

@@ -39,6 +39,7 @@ class Stopped:
     last_marked: int  # the number of the last trial the study held once hpo stop returned
     running_at_stop: list[int]  # the trials RUNNING then
     outputs: list[tuple[str, str]]  # (stdout, stderr) of the launch and the worker
+    command_lines: str  # every process's command line (ps -eo args) while all three trained
 
 
 def hpo(*args: str, env: dict[str, str]) -> subprocess.Popen:
@@ -82,9 +83,11 @@ def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval
                  ) -> Stopped:
     """Start a 2-worker launch and an ``hpo worker`` on ``url``, stop the study once all three
     are mid-trial, and time their exits."""
+    # The URL (and PostgreSQL's password in it) goes through HPO_STORAGE, as the README tells
+    # users to pass it, so that no command line shows it.
     env = {**os.environ, "HPO_BENCH_DIR": str(folder), "HPO_ARTIFACT_DIR": str(folder / "art"),
-           "HPO_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    common = ["--storage", url, "--heartbeat-interval", str(heartbeat_interval),
+           "HPO_OFFLINE": "1", "PYTHONPATH": str(ROOT), "HPO_STORAGE": url}
+    common = ["--heartbeat-interval", str(heartbeat_interval),
               "--gpus", "none", "--threads", "1", *(["--data-dir", data_dir] if data_dir else [])]
     launch = hpo("launch", STUDY, "--workers", "2", "--trials", "50", "--epochs", str(epochs),
                  "--pruner", "none", "--seed", "1", *common,
@@ -106,10 +109,11 @@ def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval
                 raise RuntimeError(f"the workers did not all start a trial: "
                                    f"{[p.communicate() for p in processes]}")
             time.sleep(0.5)
+        command_lines = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                       text=True).stdout
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "hpo", "stop", STUDY, "--storage", url,
-                        *(["--now"] if now else [])], check=True, capture_output=True,
-                       env=env, cwd=folder)
+        subprocess.run([sys.executable, "-m", "hpo", "stop", STUDY, *(["--now"] if now else [])],
+                       check=True, capture_output=True, env=env, cwd=folder)
         marked = time.monotonic()
         last_marked = _trials(url)[-1].number
         outputs = [p.communicate(timeout=timeout) for p in processes]
@@ -119,7 +123,7 @@ def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval
             if process.poll() is None:
                 process.kill()
     return Stopped(ended - started, ended - marked, [p.returncode for p in processes],
-                   last_marked, running_at_stop, outputs)
+                   last_marked, running_at_stop, outputs, command_lines)
 
 
 def main() -> None:

@@ -27,6 +27,9 @@ def test_stop_ends_every_worker_of_the_study(storage_url: str, mnist_dir: Path,
     result = stop_workers(storage_url, tmp_path, now=now, heartbeat_interval=2,
                           epochs=200 if now else 6, data_dir=str(mnist_dir))
     assert result.exit_codes == [0, 0], result.outputs
+    # No command line shows PostgreSQL's password (ps, taken while all three trained).
+    assert f"-m hpo worker {STUDY}" in result.command_lines, result.command_lines
+    assert PASSWORD not in result.command_lines
     study = optuna.load_study(study_name=STUDY, storage=storage_url)
     mark = study.user_attrs["stopped"]
     for out, err in result.outputs:

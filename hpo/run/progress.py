@@ -120,6 +120,15 @@ class LaunchProgress:
         elapsed = time.monotonic() - self._started
         return elapsed / self.done * max(0, self.budget - self.done)
 
+    def _time_left(self) -> str:
+        eta = self.eta_seconds()
+        if eta is None:
+            return ""
+        if eta <= 0:  # the budget is spent: the running trials are the last ones
+            return " · finishing"
+        # Under a minute and a half, minutes would round to "0" or "1" and say little.
+        return f" · about {eta:,.0f} s left" if eta < 90 else f" · about {eta / 60:,.0f} min left"
+
     @staticmethod
     def _ended(fields: dict[str, Any]) -> str:
         value = fields.get("value")
@@ -149,8 +158,7 @@ class LaunchProgress:
 
     def _render(self) -> Group:
         elapsed = time.monotonic() - self._started
-        eta = self.eta_seconds()
-        left = f" · about {eta / 60:,.0f} min left" if eta is not None else ""
+        left = self._time_left()
         header = Text.assemble((self.study_name, "bold"), f" · {self.storage_label} · ",
                                f"{elapsed:,.0f} s{left}")
         table = Table(box=None, padding=(0, 2), header_style="bold")

@@ -65,6 +65,9 @@ def test_the_live_view_labels_the_baseline_estimates_and_lists_recent_trials(
         cwd=tmp_path)
     (tmp_path / "live-view.txt").write_text(screen)  # the whole capture, to read on failure
     assert code == 0, screen[-2000:]
+    # How to watch it in the dashboard, before the panel: while there is something to watch.
+    assert screen.index("Watch it live: hpo dashboard --storage sqlite:///") < \
+        screen.index("mnist-mlp · sqlite")
     # Every refresh redraws the panel from its header: the study, the storage, the time.
     frames = [f"mnist-mlp · sqlite{rest}" for rest in screen.split("mnist-mlp · sqlite")[1:]]
     assert len(frames) > 3, screen[-2000:]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hpo import _optuna
 from hpo.results.summary import describe_worker, summarize
@@ -22,12 +22,15 @@ if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
 
+    from hpo.storage.snapshot import StoredStudy
+
 log = logging.getLogger(__name__)
 
 KEEP_BELOW = "*hpo rewrites the note above this line; what you write below it is kept.*"
 
 
-def note_text(study: optuna.Study, *, now: datetime | None = None, kept: str = "") -> str:
+def note_text(study: optuna.Study | StoredStudy, *, now: datetime | None = None,
+              kept: str = "") -> str:
     """The note's Markdown: hpo's summary of ``study``, then ``kept`` (the person's part)."""
     now = now or datetime.now(UTC)
     summary = summarize(study)
@@ -65,12 +68,19 @@ def _test_line(test: Any) -> str:
 def refresh(study: optuna.Study, storage: BaseStorage | None = None) -> None:
     """Rewrite hpo's part of the study note. Never raises: the note is a view of what storage
     already holds, and must not cost a trial or a command its result. ``storage``: the one to
-    write through (a worker passes its storage without retries), else the study's."""
+    read and write through, else the study's. A worker passes its storage without retries, so
+    that a database gone away ends the worker at its next call, not after an outage's wait
+    here first."""
+    from hpo.storage.snapshot import StoredStudy
+
     try:
         storage = storage or _optuna.storage_of(study)
         study_id = _optuna.study_id_of(study)
+        current = StoredStudy(study.study_name, cast(Any, study.direction),
+                              storage.get_study_user_attrs(study_id),
+                              cast(Any, storage.get_all_trials(study_id, deepcopy=False)))
         _, old = _optuna.read_study_note(storage.get_study_system_attrs(study_id))
         kept = old.split(KEEP_BELOW, 1)[1].lstrip("\n") if KEEP_BELOW in old else old
-        _optuna.write_study_note(storage, study_id, note_text(study, kept=kept))
+        _optuna.write_study_note(storage, study_id, note_text(current, kept=kept))
     except Exception as error:
         log.debug("Could not refresh the dashboard note of %s: %s", study.study_name, error)

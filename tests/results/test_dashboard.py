@@ -106,17 +106,16 @@ def test_dashboard_in_a_real_browser(mixed_study, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def checkpointed_study(tmp_path: Path, mnist_dir: Path) -> tuple[str, optuna.Study, Path]:
-    """Two trials from a real worker, the best with its checkpoint, and a worker record on
-    trial 5 as a running worker writes it, with the study note refreshed as a trial end does."""
+def checkpointed_study(finished_study_copy) -> tuple[str, optuna.Study, Path]:
+    """The session's finished study (real workers, checkpoints of its best two), with a worker
+    record on trial 5 as a running worker writes it, and the study note refreshed as a trial
+    end refreshes it."""
     from hpo.results import note
     from hpo.run.presence import Presence
     from hpo.spec import WorkerSlot
 
-    url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    artifacts = tmp_path / "artifacts"
-    study = run_inline(make_spec(url, trials=2, epochs=1, data_dir=str(mnist_dir),
-                                 artifact_dir=str(artifacts), keep_checkpoints=1))
+    url, artifacts = finished_study_copy
+    study = optuna.load_study(study_name="mnist-mlp", storage=url)
     presence = Presence(study._storage, study, WorkerSlot(1, "cpu", "", 2), started_by="launch",
                         grace_period=600)
     presence.on(5, 2, 0.9321)
@@ -132,7 +131,10 @@ def test_dashboard_shows_the_checkpoint_on_its_trial_and_hpos_note(checkpointed_
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
     url, study, artifacts = checkpointed_study
-    (number, checkpoint), = saved_checkpoints(study).items()
+    kept = saved_checkpoints(study)
+    number = study.best_trial.number
+    checkpoint = kept[number]
+    other = next(t.number for t in study.trials if t.number not in kept)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     port = free_port()
     server = hpo_process("dashboard", "--storage", url, "--port", str(port),
@@ -147,7 +149,9 @@ def test_dashboard_shows_the_checkpoint_on_its_trial_and_hpos_note(checkpointed_
             page.get_by_text("hpo summary").first.wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "dashboard-note.png"), full_page=True)
             body = page.inner_text("body")
-            assert "Trials: 2 complete" in body
+            counts = [(sum(t.state == state for t in study.trials), state.name.lower())
+                      for state in (TrialState.COMPLETE, TrialState.PRUNED)]
+            assert "Trials: " + ", ".join(f"{n} {state}" for n, state in counts if n) in body
             best = study.best_trial
             assert f"Best val_accuracy: {best.value:.4f} (trial {best.number})" in body
             assert "Test accuracy: not measured yet" in body
@@ -162,7 +166,6 @@ def test_dashboard_shows_the_checkpoint_on_its_trial_and_hpos_note(checkpointed_
                             full_page=True)
             body = page.inner_text("body")
             assert "Artifacts" in body and checkpoint["file"] in body
-            other = 1 - number
             page.get_by_text(f"Trial {other}", exact=True).first.click()
             page.wait_for_timeout(1000)
             assert checkpoint["file"] not in page.inner_text("body")  # not on the other trial

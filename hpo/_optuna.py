@@ -35,8 +35,53 @@ def __getattr__(name: str) -> Any:
 
 # optuna.artifacts records a study-level artifact as a study system attribute under this prefix,
 # and optuna-dashboard's delete button overwrites it with JSON null. There is no public call to
-# remove an artifact's record, so evicting a checkpoint writes the same value.
+# remove an artifact's record, so evicting a checkpoint writes the same value. (Checkpoints
+# saved before hpo attached them to their trial were recorded this way.)
 ARTIFACT_ATTR_PREFIX = "artifacts:"
+
+
+def trial_artifact_key(trial_id: int, artifact_id: str) -> str:
+    """The study system attribute under which optuna-dashboard lists an artifact on the page
+    of the trial ``trial_id`` (its own uploads' record).
+
+    optuna.artifacts' public route for a trial's artifact writes a *trial* system attribute,
+    which can no longer change once the trial has finished, so a checkpoint evicted later
+    would stay listed with its file gone. This record is on the study, so eviction can clear
+    it (JSON null, as the dashboard's delete button does), and the dashboard still shows it
+    on the trial's page."""
+    return f"dashboard:artifacts:{trial_id}:{artifact_id}"
+
+
+# optuna-dashboard keeps a study's note (Markdown) as study system attributes: a version number,
+# and the text in chunks of at most this many characters. Its public save_note() would need
+# optuna_dashboard imported in every worker, which pulls in scikit-learn (3 s a process); hpo
+# writes the same attributes with the storage it already holds.
+NOTE_VERSION_KEY = "dashboard:note_ver"
+NOTE_CHUNK_PREFIX = "dashboard:note_str:"
+NOTE_CHUNK_LENGTH = 2045
+
+
+def read_study_note(system_attrs: dict[str, Any]) -> tuple[int, str]:
+    """The study note's version and text (0 and "" if it has none)."""
+    chunks = {key: value for key, value in system_attrs.items()
+              if key.startswith(NOTE_CHUNK_PREFIX)}
+    text = "".join(str(chunks.get(f"{NOTE_CHUNK_PREFIX}{i}", "")) for i in range(len(chunks)))
+    version = system_attrs.get(NOTE_VERSION_KEY, 0)
+    return (version if isinstance(version, int) else 0), text
+
+
+def write_study_note(storage: BaseStorage, study_id: int, text: str) -> None:
+    """Replace the study note with ``text``, one version up, as the dashboard's editor does."""
+    attrs = storage.get_study_system_attrs(study_id)
+    version, _ = read_study_note(attrs)
+    old_chunks = sum(key.startswith(NOTE_CHUNK_PREFIX) for key in attrs)
+    chunks = [text[i:i + NOTE_CHUNK_LENGTH] for i in range(0, len(text), NOTE_CHUNK_LENGTH)]
+    storage.set_study_system_attr(study_id, NOTE_VERSION_KEY, version + 1)
+    for i, chunk in enumerate(chunks):
+        storage.set_study_system_attr(study_id, f"{NOTE_CHUNK_PREFIX}{i}", chunk)
+    # Chunks of a longer earlier note are emptied: the dashboard joins every chunk it finds.
+    for i in range(len(chunks), old_chunks):
+        storage.set_study_system_attr(study_id, f"{NOTE_CHUNK_PREFIX}{i}", "")
 
 
 def backend_of(storage: _CachedStorage) -> RDBStorage:

@@ -134,6 +134,10 @@ def _launch(plan: Plan, *, dry_run: bool, dashboard_port: int | None = None) -> 
         _print_plan(plan.spec, plan.location.masked)
         return
     logs.to_console(stderr)
+    if dashboard_port is None:  # with --dashboard, the launch prints the dashboard's URL
+        # Before the workers start, while there is something to watch.
+        stderr.print(f"Watch it live: {watch_command(plan.spec.storage_url)}", markup=False,
+                     highlight=False, soft_wrap=True)
     result = launch.execute(plan, console=stderr, dashboard_port=dashboard_port)
     _print_summary(result.summary, plan.spec.storage_url)
     if result.interrupted:
@@ -190,7 +194,7 @@ def _print_summary(summary: Summary, storage_url: str) -> None:
             plain.say(f"  {name:<12} {value}")
         if summary.found is not None:
             plain.say(f"The best was {summary.found.describe()}.")
-    plain.say(f"Watch it with: {watch_command(storage_url)}")
+    plain.say(f"Browse it with: {watch_command(storage_url)}")
     if best is not None:
         import shlex
 

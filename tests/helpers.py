@@ -171,3 +171,22 @@ def write_svhn(root: Path, *, n_train: int = 400, n_test: int = 100) -> Path:
         y = np.where(labels.numpy() == 0, 10, labels.numpy()).astype(np.uint8).reshape(-1, 1)
         scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
     return root
+
+
+def dashboard_study(storage, study_id: int) -> dict:
+    """What optuna-dashboard's own API says of a study (its trials with their artifacts, its
+    note), asked through its WSGI app without a server or a browser."""
+    import io
+    import json
+    import wsgiref.util
+
+    import optuna_dashboard
+
+    environ: dict = {"PATH_INFO": f"/api/studies/{study_id}", "QUERY_STRING": "after=0",
+                     "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()}
+    wsgiref.util.setup_testing_defaults(environ)
+    statuses: list[str] = []
+    body = b"".join(optuna_dashboard.wsgi(storage)(
+        environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    assert statuses[0].startswith("200"), (statuses, body[:300])
+    return json.loads(body)

@@ -126,3 +126,35 @@ def test_grid_sampling_records_each_trial_s_point(sqlite_url: str) -> None:
     assert finished.system_attrs["grid_id"] != running.system_attrs["grid_id"]
     assert _optuna.grid_points_tried(study.get_trials()) == {finished.system_attrs["grid_id"]}
     assert finished.system_attrs["grid_id"] in range(3)  # an index into the grid's points
+
+
+def test_the_dashboard_lists_a_trial_artifact_recorded_on_the_study(study: optuna.Study
+                                                                     ) -> None:
+    from tests.helpers import dashboard_study
+
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    storage, study_id = _optuna.storage_of(study), _optuna.study_id_of(study)
+    second = study.trials[1]
+    key = _optuna.trial_artifact_key(_optuna.trial_id_of(second), "abc-1")
+    meta = {"artifact_id": "abc-1", "filename": "w.pt", "mimetype": "application/octet-stream",
+            "encoding": None}
+    storage.set_study_system_attr(study_id, key, json.dumps(meta))  # after the trial finished
+    shown = dashboard_study(storage, study_id)
+    assert [t["artifacts"] for t in shown["trials"]] == [[], [meta]]
+    assert shown["artifacts"] == []  # not on the study's own list
+    storage.set_study_system_attr(study_id, key, json.dumps(None))  # evicted
+    assert [t["artifacts"] for t in dashboard_study(storage, study_id)["trials"]] == [[], []]
+
+
+def test_a_study_note_written_by_hpo_is_the_dashboards(study: optuna.Study) -> None:
+    import optuna_dashboard
+
+    storage, study_id = _optuna.storage_of(study), _optuna.study_id_of(study)
+    long = "x" * (2 * _optuna.NOTE_CHUNK_LENGTH + 5)
+    _optuna.write_study_note(storage, study_id, long)
+    assert optuna_dashboard.get_note(study) == long
+    _optuna.write_study_note(storage, study_id, "short")
+    assert optuna_dashboard.get_note(study) == "short"  # the longer note's chunks emptied
+    optuna_dashboard.save_note(study, "edited in the dashboard")  # its editor's own route
+    attrs = storage.get_study_system_attrs(study_id)
+    assert _optuna.read_study_note(attrs) == (3, "edited in the dashboard")

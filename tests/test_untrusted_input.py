@@ -356,7 +356,8 @@ def test_launch_on_postgres_with_password_prints_a_pasteable_watch_line(
     result = invoke("launch", "mnist-mlp", "--synthetic", "--trials", "1", "--epochs", "1",
                     "--storage", postgres_url)
     assert_ok(result)
-    assert 'Watch it with: hpo dashboard --storage "$HPO_STORAGE"' in result.stdout
+    assert 'Watch it live: hpo dashboard --storage "$HPO_STORAGE"' in result.stderr
+    assert 'Browse it with: hpo dashboard --storage "$HPO_STORAGE"' in result.stdout
     assert 'Then: hpo evaluate mnist-mlp --storage "$HPO_STORAGE"' in result.stdout
     assert "***'" not in result.stdout
     if password:

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from hpo import data, registry
 from hpo.definition import StudyDefinition
 from hpo.errors import HpoError, first_line
+from hpo.results import note
 from hpo.spec import LaunchSpec
 from hpo.storage import records
 from hpo.storage.attributes import EPOCHS_RUN_ATTR, TEST_ATTR
@@ -107,7 +108,7 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
                              batch_size=256 if transform else loop.EVAL_BATCH_SIZE)
     result = Evaluation(trial.number, _value(trial), accuracy, len(y), source,
                         datetime.now(UTC).isoformat(timespec="seconds"))
-    _record(study, result, definition.metric_name)
+    _record(study, result)
     return result
 
 
@@ -131,19 +132,9 @@ def _value(trial: optuna.trial.FrozenTrial) -> float:
     return float(trial.value) if trial.value is not None else float("nan")
 
 
-def _record(study: optuna.Study, result: Evaluation, metric: str) -> None:
+def _record(study: optuna.Study, result: Evaluation) -> None:
     study.set_user_attr(TEST_ATTR, {
         "trial": result.trial, "value": result.test_accuracy, "images": result.images,
         "source": result.source, "measured_at": result.measured_at,
     })
-    try:
-        from optuna_dashboard import save_note
-
-        save_note(study, (
-            f"## Test evaluation\n\nTrial {result.trial} ({metric} {result.val_value:.4f}): "
-            f"**test accuracy {result.test_accuracy:.4f}** on {result.images} held-out images, "
-            f"from its {result.source} model, measured once on {result.measured_at} by "
-            "`hpo evaluate`."
-        ))
-    except Exception as error:  # the attribute above is the record; the note is a courtesy
-        log.warning("Could not write the dashboard note: %s", error)
+    note.refresh(study)  # the dashboard's study note shows the test accuracy from now on

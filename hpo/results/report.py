@@ -51,17 +51,36 @@ MIN_TRIALS_FOR_IMPORTANCES = 10
 
 
 def _plots(metric: str) -> dict[str, Callable[[optuna.Study], Any]]:
-    """Optuna's plots, each titled with the study's metric where Optuna takes one."""
+    """The report's plots, each titled with the study's metric: Optuna's where they serve,
+    hpo's own (hpo.results.plots) where Optuna's hide the baseline or lose the lines."""
     from functools import partial
 
     from optuna.visualization import matplotlib as plots
 
+    from hpo.results import plots as own
+
     return {
-        "optimization_history": partial(plots.plot_optimization_history, target_name=metric),
-        "intermediate_values": plots.plot_intermediate_values,
-        "param_importances": partial(plots.plot_param_importances, target_name=metric),
-        "parallel_coordinate": partial(plots.plot_parallel_coordinate, target_name=metric),
+        "optimization_history": partial(_titled, partial(
+            plots.plot_optimization_history, target_name=metric),
+            f"{metric} of each trial, and the best so far"),
+        "intermediate_values": partial(own.intermediate_values, metric=metric),
+        "param_importances": partial(_titled, partial(
+            plots.plot_param_importances, target_name=metric),
+            f"How much each param matters to {metric} (completed trials)"),
+        "parallel_coordinate": partial(own.parallel_coordinate, metric=metric),
     }
+
+
+def _titled(plot: Callable[[optuna.Study], Any], title: str, study: optuna.Study) -> Any:
+    from hpo.results import plots as own
+
+    axes = plot(study)
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    first.set_title("", loc="left")  # Optuna's generic title, where it puts one on the left
+    first.set_title(title)
+    if "Trial" in first.get_xlabel():  # the history: its points are trials, one the baseline
+        own.ring_baseline(study, first)
+    return axes
 
 
 def default_folder(study_name: str) -> Path:
@@ -97,9 +116,6 @@ def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:
                 warnings.simplefilter("ignore")  # the matplotlib backend is "experimental"
                 axes = plot(study)
             first = axes.flat[0] if hasattr(axes, "flat") else axes
-            if name == "intermediate_values":  # Optuna's steps are hpo's epochs
-                first.set_xlabel("Epoch")
-                first.set_ylabel(attributes.metric_name(study))
             figure = first.get_figure()
             figure.set_size_inches(9, 5.5)
             figure.tight_layout()

@@ -28,6 +28,7 @@ from hpo import _optuna, registry, settings
 from hpo.definition import StudyDefinition
 from hpo.errors import HpoError
 from hpo.registry import ResolvedStudy
+from hpo.results import note
 from hpo.results.summary import (
     STATE_ORDER,
     BestFound,
@@ -279,6 +280,7 @@ def execute(plan: Plan, *, console: Console, dashboard_port: int | None = None) 
         metric=definition.metric_name, maximize=definition.maximize, budget=prepared.budget,
         epochs=spec.epochs, slots=list(spec.slots))
     outcome = run(prepared, progress)
+    note.refresh(prepared.study)  # once every worker has gone: the dashboard's note says so
     shortfall = None
     if not plan.worker and prepared.budget is not None and outcome.counted < prepared.budget \
             and outcome.done is None:

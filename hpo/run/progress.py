@@ -52,6 +52,9 @@ class LaunchProgress:
     workers: dict[int, WorkerView] = field(init=False)
     _live: Live | None = field(default=None, init=False)
     _started: float = field(default_factory=time.monotonic, init=False)
+    # When the first trial started: the pace is measured from there, so that starting the
+    # workers and loading the data (tens of seconds) do not inflate the estimate.
+    _first_trial: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.workers = {slot.index: WorkerView(slot) for slot in self.slots}
@@ -81,6 +84,8 @@ class LaunchProgress:
         if kind == "loading_data":
             view.status = "loading data"
         elif kind == "trial_started":
+            if self._first_trial is None:
+                self._first_trial = time.monotonic()
             view.trial, view.epoch, view.value, view.status = fields["trial"], 0, None, "training"
             view.baseline = bool(fields.get("baseline"))
         elif kind == "epoch":
@@ -113,12 +118,21 @@ class LaunchProgress:
     # -- rendering --------------------------------------------------------------------------
 
     def eta_seconds(self) -> float | None:
-        """Time left at the pace so far (trials finished per second, all workers together);
-        None before the first trial ends or without a budget."""
+        """Time left at the pace so far (trials finished per second since the first trial
+        started, all workers together); None before the first trial ends or without a budget."""
         if not self.budget or not self.done:
             return None
-        elapsed = time.monotonic() - self._started
-        return elapsed / self.done * max(0, self.budget - self.done)
+        since = self._first_trial if self._first_trial is not None else self._started
+        return (time.monotonic() - since) / self.done * max(0, self.budget - self.done)
+
+    def _time_left(self) -> str:
+        eta = self.eta_seconds()
+        if eta is None:
+            return ""
+        if eta <= 0:  # the budget is spent: the running trials are the last ones
+            return " · finishing"
+        # Under a minute and a half, minutes would round to "0" or "1" and say little.
+        return f" · about {eta:,.0f} s left" if eta < 90 else f" · about {eta / 60:,.0f} min left"
 
     @staticmethod
     def _ended(fields: dict[str, Any]) -> str:
@@ -149,8 +163,7 @@ class LaunchProgress:
 
     def _render(self) -> Group:
         elapsed = time.monotonic() - self._started
-        eta = self.eta_seconds()
-        left = f" · about {eta / 60:,.0f} min left" if eta is not None else ""
+        left = self._time_left()
         header = Text.assemble((self.study_name, "bold"), f" · {self.storage_label} · ",
                                f"{elapsed:,.0f} s{left}")
         table = Table(box=None, padding=(0, 2), header_style="bold")

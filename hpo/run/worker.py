@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from hpo import _optuna
 from hpo.definition import StudyDefinition
 from hpo.errors import first_line
+from hpo.results import note
 from hpo.run.budget import Budget, counted_finished
 from hpo.run.presence import Presence
 from hpo.run.stale import fail_and_retry, fail_stale_trials
@@ -189,9 +190,11 @@ class Worker:
         _optuna.enter_optimize_loop(self.study)
         self.presence.write()
         try:
-            return self._run_trials()
+            counted = self._run_trials()
         finally:
             self.presence.clear()
+        note.refresh(self.study, self.storage.rdb)  # the note no longer lists this worker
+        return counted
 
     def _run_trials(self) -> int:
         self._load_data()
@@ -369,6 +372,8 @@ class Worker:
             run.discard_resume_point()
         self.events.emit("trial_finished", trial=number, state=state.name, value=value,
                          reason=reason)
+        # Not retried through an outage: the note is a view, refreshed again at the next end.
+        note.refresh(self.study, self.storage.rdb)
         if state == TrialState.FAIL:
             log.warning("%s: trial %d failed: %s", self.label, number, reason)
         if interrupted:

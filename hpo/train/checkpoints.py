@@ -1,11 +1,13 @@
 """Best-model checkpoints as Optuna artifacts, a bounded few per study.
 
 A trial that beats the study's best so far saves its weights (a plain state dict) to the
-artifact store, a folder under ``storage/`` by default, and the dashboard lists them on the
-study page. Only the best ``keep`` stay: older ones are deleted from disk and from the study.
+artifact store, a folder under ``storage/`` by default, and the dashboard lists each under
+"Artifacts" on its trial's page. Only the best ``keep`` stay: older ones are deleted from disk
+and from the dashboard.
 
-Checkpoints are attached to the study rather than to the trial because a finished trial's
-attributes can no longer change, so a trial-level entry could not be removed when evicted.
+The dashboard's record of a checkpoint is a study attribute naming the trial
+(hpo._optuna.trial_artifact_key), not a trial attribute: a finished trial's attributes can no
+longer change, so a trial-level record could not be removed when its checkpoint is evicted.
 With workers on several machines, point HPO_ARTIFACT_DIR at a folder they all share.
 """
 
@@ -18,13 +20,14 @@ import math
 import pickle
 import re
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
@@ -69,7 +72,10 @@ def _well_formed(number: str, meta: Any) -> bool:
             and isinstance(meta.get("artifact_id"), str)
             and _ARTIFACT_ID.fullmatch(meta["artifact_id"]) is not None
             and isinstance(meta.get("value"), int | float) and not isinstance(meta["value"], bool)
-            and math.isfinite(meta["value"]))
+            and math.isfinite(meta["value"])
+            # The trial's storage id, since checkpoints were attached to their trial.
+            and (meta.get("trial_id") is None or (isinstance(meta["trial_id"], int)
+                                                   and not isinstance(meta["trial_id"], bool))))
 
 
 class CheckpointKeeper:
@@ -94,12 +100,18 @@ class CheckpointKeeper:
             model = build_model()
             state = {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()}
             torch.save(state, path)
-            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path),
-                                          study_or_trial=self.study,
-                                          mimetype="application/octet-stream")
-        _optuna.storage_of(self.study).set_study_system_attr(
-            _optuna.study_id_of(self.study), f"{CHECKPOINT_PREFIX}{trial.number}",
-            {"artifact_id": artifact_id, "value": value, "file": name},
+            artifact_id = str(uuid.uuid4())  # what optuna.artifacts names its files by
+            with path.open("rb") as file:
+                self.store.write(artifact_id, file)
+        storage, study_id = _optuna.storage_of(self.study), _optuna.study_id_of(self.study)
+        trial_id = _optuna.trial_id_of(trial)
+        storage.set_study_system_attr(study_id, _optuna.trial_artifact_key(trial_id, artifact_id),
+                                      json.dumps({"artifact_id": artifact_id, "filename": name,
+                                                  "mimetype": "application/octet-stream",
+                                                  "encoding": None}))
+        storage.set_study_system_attr(
+            study_id, f"{CHECKPOINT_PREFIX}{trial.number}",
+            {"artifact_id": artifact_id, "value": value, "file": name, "trial_id": trial_id},
         )
         log.info("Saved the checkpoint of trial %d (%s %.4f).", trial.number, metric, value)
         self._evict()
@@ -114,9 +126,12 @@ class CheckpointKeeper:
                 self.store.remove(artifact_id)
             storage, study_id = _optuna.storage_of(self.study), _optuna.study_id_of(self.study)
             storage.set_study_system_attr(study_id, f"{CHECKPOINT_PREFIX}{number}", None)
-            # The same removal the dashboard's delete button makes, so it stops listing it.
-            storage.set_study_system_attr(study_id, f"{_optuna.ARTIFACT_ATTR_PREFIX}{artifact_id}",
-                                          json.dumps(None))
+            # The same removal the dashboard's delete button makes, so it stops listing it;
+            # checkpoints saved before they were attached to their trial sit on the study.
+            trial_id = kept[number].get("trial_id")
+            key = (_optuna.trial_artifact_key(trial_id, artifact_id) if trial_id is not None
+                   else f"{_optuna.ARTIFACT_ATTR_PREFIX}{artifact_id}")
+            storage.set_study_system_attr(study_id, key, json.dumps(None))
 
 
 def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | Path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import socket
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.results.dashboard import create_server
+from hpo.train.checkpoints import saved_checkpoints
 from tests.helpers import hpo_process, make_spec, run_inline, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -97,6 +99,76 @@ def test_dashboard_in_a_real_browser(mixed_study, tmp_path: Path) -> None:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-trials.png"), full_page=True)
             shutil.copy(tmp_path / "study.png", ARTIFACTS / "dashboard-study.png")
+            browser.close()
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+@pytest.fixture
+def checkpointed_study(finished_study_copy) -> tuple[str, optuna.Study, Path]:
+    """The session's finished study (real workers, checkpoints of its best two), with a worker
+    record on trial 5 as a running worker writes it, and the study note refreshed as a trial
+    end refreshes it."""
+    from hpo.results import note
+    from hpo.run.presence import Presence
+    from hpo.spec import WorkerSlot
+
+    url, artifacts = finished_study_copy
+    study = optuna.load_study(study_name="mnist-mlp", storage=url)
+    presence = Presence(study._storage, study, WorkerSlot(1, "cpu", "", 2), started_by="launch",
+                        grace_period=600)
+    presence.on(5, 2, 0.9321)
+    presence.write()
+    note.refresh(study)
+    return url, study, artifacts
+
+
+@pytest.mark.browser
+def test_dashboard_shows_the_checkpoint_on_its_trial_and_hpos_note(checkpointed_study,
+                                                                   tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    url, study, artifacts = checkpointed_study
+    kept = saved_checkpoints(study)
+    number = study.best_trial.number
+    checkpoint = kept[number]
+    other = next(t.number for t in study.trials if t.number not in kept)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    port = free_port()
+    server = hpo_process("dashboard", "--storage", url, "--port", str(port),
+                         env={**os.environ, "HPO_ARTIFACT_DIR": str(artifacts)})
+    base = f"http://127.0.0.1:{port}/dashboard/studies/{study._study_id}"
+    try:
+        wait_for(lambda: responds(base), timeout=60, what="the dashboard")
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(f"{base}/note")  # the study's Note tab
+            page.get_by_text("hpo summary").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "dashboard-note.png"), full_page=True)
+            body = page.inner_text("body")
+            counts = [(sum(t.state == state for t in study.trials), state.name.lower())
+                      for state in (TrialState.COMPLETE, TrialState.PRUNED)]
+            assert "Trials: " + ", ".join(f"{n} {state}" for n, state in counts if n) in body
+            best = study.best_trial
+            assert f"Best val_accuracy: {best.value:.4f} (trial {best.number})" in body
+            assert "Test accuracy: not measured yet" in body
+            # Which worker runs which trial: host and pid, the trial, its epoch and value.
+            assert re.search(rf"{re.escape(worker)}\s+CPU, 2 thread\(s\)\s+trial 5, epoch 2, "
+                             r"val_accuracy 0\.9321", body), body
+
+            page.goto(f"{base}/trials")
+            page.get_by_text(f"Trial {number}", exact=True).first.click(timeout=30_000)
+            page.get_by_text(checkpoint["file"]).first.wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "dashboard-trial-checkpoint.png"),
+                            full_page=True)
+            body = page.inner_text("body")
+            assert "Artifacts" in body and checkpoint["file"] in body
+            page.get_by_text(f"Trial {other}", exact=True).first.click()
+            page.wait_for_timeout(1000)
+            assert checkpoint["file"] not in page.inner_text("body")  # not on the other trial
             browser.close()
     finally:
         server.terminate()

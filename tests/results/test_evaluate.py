@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import optuna_dashboard
 import pytest
 from typer.testing import CliRunner
 
@@ -31,9 +32,9 @@ def test_evaluate_measures_once_and_records(finished_study_copy, mnist_dir: Path
     study = optuna.load_study(study_name="mnist-mlp", storage=url)
     recorded = study.user_attrs["test_accuracy"]
     assert 0.5 < recorded["value"] <= 1 and recorded["source"] == "checkpoint"
-    note = [v for k, v in study._storage.get_study_system_attrs(study._study_id).items()
-            if k.startswith("dashboard:note")]
-    assert note, "the dashboard note was not written"
+    note = optuna_dashboard.get_note(study)  # hpo's summary, with the measurement
+    assert (f"**Test accuracy:** {recorded['value']:.4f} (trial {recorded['trial']}, 500 "
+            "held-out images, checkpoint model") in note
     again = runner.invoke(app, args, env=env)
     assert "pass --again to measure again" in again.stdout
     assert f"{recorded['value']:.4f}" in again.stdout

@@ -124,3 +124,71 @@ def test_importances_are_drawn_from_ten_completed_trials_and_axes_name_the_metri
     pngs, summary = write_report(study, tmp_path / "report")
     assert tmp_path / "report" / "param_importances.png" in pngs
     assert "not drawn" not in summary.read_text()
+
+
+def _study_with_a_baseline(trials: int) -> optuna.Study:
+    """``trials`` completed trials over two params, trial 0 the enqueued baseline, one pruned."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("metric", "val_accuracy")
+    space = {"lr": FloatDistribution(1e-4, 1e-2, log=True),
+             "shape": CategoricalDistribution(["constant", "funnel"])}
+    for i in range(trials):
+        value = 0.95 + i / 1000
+        study.add_trial(optuna.trial.create_trial(
+            value=value, params={"lr": 10 ** -(2.2 + i / trials), "shape": "funnel"},
+            distributions=space, intermediate_values={1: value - 0.01, 2: value},
+            user_attrs={"baseline": True} if i == 0 else {}))
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.PRUNED, params={"lr": 1e-3, "shape": "constant"}, distributions=space,
+        intermediate_values={1: 0.5}))
+    return study
+
+
+@pytest.mark.parametrize("trials", [3, 12])
+def test_the_curves_and_the_parallel_plot_draw_the_baseline_apart(trials: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    from hpo.results import plots
+
+    study = _study_with_a_baseline(trials)
+    curves = plots.intermediate_values(study, "val_accuracy")
+    legend = [text.get_text() for text in curves.get_legend().get_texts()]
+    assert "baseline (trial 0)" in legend and "pruned" in legend
+    assert f"best (trial {trials - 1})" in legend
+    assert "val_accuracy" in curves.get_title() and curves.get_xlabel() == "Epoch"
+    red = [line for line in curves.get_lines() if line.get_label() == "baseline (trial 0)"]
+    assert red[0].get_linestyle() == "--"
+    assert list(red[0].get_ydata()) == pytest.approx([0.94, 0.95])
+
+    parallel = plots.parallel_coordinate(study, "val_accuracy")
+    assert parallel.get_legend().get_texts()[0].get_text() == \
+        "baseline (trial 0, val_accuracy 0.9500)"
+    assert "val_accuracy" in parallel.get_title()
+    assert [label.get_text() for label in parallel.get_xticklabels()] == \
+        ["lr", "shape", "val_accuracy"]
+    lines = [line for line in parallel.get_lines() if len(line.get_xdata()) == 3]
+    assert len(lines) == trials  # completed trials only, the baseline among them
+    ys = [y for line in lines for y in line.get_ydata()]
+    # No line runs along the frame: every axis spans its search range, the metric's padded.
+    assert all(0.0 < y < 1.0 for y in ys)
+    # The worst trial's colour is not white on white.
+    worst = lines[0] if trials > 1 else red
+    assert sum(to_rgb(worst.get_color())) < 2.4
+    plt.close("all")
+
+
+def test_every_plot_is_titled_with_the_metric(tmp_path: Path) -> None:
+    from unittest.mock import patch
+
+    titles: list[str] = []
+    with patch("matplotlib.figure.Figure.savefig", autospec=True,
+               side_effect=lambda figure, *args, **kwargs: titles.append(
+                   figure.axes[0].get_title())):
+        write_report(_study_with_a_baseline(12), tmp_path / "report")
+    assert len(titles) == 4 and all("val_accuracy" in title for title in titles), titles

@@ -92,14 +92,22 @@ def test_on_a_terminal_the_panel_labels_the_baseline_estimates_and_lists_recent_
     view.handle(0, "trial_started", {"trial": 0, "baseline": True})
     assert view.eta_seconds() is None  # nothing has finished yet
     finish(view, 1, 1, "PRUNED", 0.4, reason="val_accuracy 0.4000 at epoch 1 is below the floor")
-    view._started -= 60  # a minute in, one of five trials done: four minutes left at that pace
+    view._started -= 600  # the workers took long to start: not part of the pace
+    view._first_trial -= 60  # a minute into the trials, one of five done: four minutes left
     assert view.eta_seconds() is not None and 239 <= view.eta_seconds() <= 241
+    out = io.StringIO()
+    Console(file=out, width=160).print(view._render())
+    assert "about 4 min left" in out.getvalue()
+    view._first_trial += 50  # ten seconds in: minutes would round to nothing
+    out = io.StringIO()
+    Console(file=out, width=160).print(view._render())
+    assert "about 40 s left" in out.getvalue()
     for trial in range(2, 8):
         finish(view, 1, trial, "COMPLETE", 0.9)
     out = io.StringIO()
     Console(file=out, width=160).print(view._render())
     text = out.getvalue()
-    assert "#0 (baseline)" in text and "min left" in text
+    assert "#0 (baseline)" in text and "finishing" in text  # the budget of 5 is spent
     assert "trial 7 complete 0.9000" in text
     assert "trial 1 pruned" not in text  # only the last five: trials 3-7
     view, _ = progress()

@@ -1,5 +1,5 @@
-"""hpo/train/checkpoints.py: the best few trials keep their weights as study artifacts, evicted
-ones are deleted, and loading a checkpoint never runs code from the file."""
+"""hpo/train/checkpoints.py: the best few trials keep their weights as artifacts of their trial,
+evicted ones are deleted, and loading a checkpoint never runs code from the file."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from hpo import _optuna
 from hpo.cli import app
 from hpo.errors import HpoError
 from hpo.train.checkpoints import CheckpointKeeper, load_checkpoint, saved_checkpoints
+from tests.helpers import dashboard_study
 
 runner = CliRunner()
 
@@ -53,6 +55,12 @@ def test_eviction_keeps_only_the_best_few(tmp_path: Path) -> None:
     study.tell(trial, 0.2)
     assert sorted(saved_checkpoints(study)) == [2, 3]
     assert len(list((tmp_path / "store").iterdir())) == 2
+    # The dashboard shows each kept checkpoint on its own trial's page, and no evicted one.
+    shown = dashboard_study(_optuna.storage_of(study), _optuna.study_id_of(study))
+    listed = {t["number"]: [a["filename"] for a in t["artifacts"]] for t in shown["trials"]}
+    assert listed == {0: [], 1: [], 2: ["trial-00002-value-0.7000.pt"],
+                      3: ["trial-00003-value-0.9000.pt"], 4: []}
+    assert shown["artifacts"] == []
 
 
 def test_tampered_checkpoint_is_refused(finished_study_copy, mnist_dir: Path) -> None:

@@ -166,7 +166,7 @@ class Worker:
         self.storage = open_storage(spec.storage_url,
                                     heartbeat_interval=spec.heartbeat_interval,
                                     grace_period=spec.grace_period,
-                                    outage_tolerance=spec.outage_tolerance)
+                                    outage_tolerance=spec.outage_tolerance, ride_out=True)
         # Each worker, and each restart of one, samples from its own stream.
         self.sampler = make_sampler(spec.sampler, self.definition,
                                     seed=spec.seed + slot.index + 1000 * restarts)

@@ -152,8 +152,11 @@ def open_storage(
     location = url if isinstance(url, StorageUrl) else check_storage_url(url,
                                                                           must_exist=must_exist)
     try:
+        # Riding out, running out of the tolerance raises DatabaseUnreachable (a worker's
+        # database-lost exit), not the first-contact sentence below.
         rdb = call_with_db_retry(_rdb_storage, location, heartbeat_interval, grace_period,
-                                 tolerance=outage_tolerance if ride_out else 0.0)
+                                 tolerance=outage_tolerance if ride_out else 0.0,
+                                 url=location.url if ride_out else None)
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
             sqlite3.Error) as error:
         raise HpoError(

@@ -230,3 +230,20 @@ def test_restarts_back_off_instead_of_burning_out(sqlite_url: str,
     assert len(gaps) == supervisor.MAX_RESTARTS_PER_SLOT
     assert [gap >= 0.2 * 2 ** n for n, gap in enumerate(gaps)] == [True] * len(gaps), gaps
     assert watcher.failed_slots == [0]
+
+
+@pytest.mark.slow
+def test_a_worker_that_lost_the_database_exits_with_its_code_and_is_not_restarted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker process's own exit code says "database lost" (not 1, a crash), and the
+    launcher restarts nothing: the sentence ends the launch."""
+    spec = make_spec("postgresql+psycopg://me:s3cret-pw@127.0.0.1:1/db",
+                     "tests.run.test_supervisor:INSTANT", outage_tolerance=1)
+    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=2)
+    exits: list[int | None] = []
+    monkeypatch.setattr(watcher.display, "worker_exited", lambda index, code: exits.append(code))
+    watcher._watch()
+    assert exits == [supervisor.EXIT_DATABASE_LOST]
+    assert watcher.restarts == {0: 0} and not watcher.restart_at
+    assert watcher.database_lost is not None and "unreachable" in watcher.database_lost
+    assert "s3cret-pw" not in watcher.database_lost

@@ -91,10 +91,10 @@ def _tune_sqlite_engine(engine: sqlalchemy.Engine) -> None:
 def _is_schema_race(error: BaseException) -> bool:
     """Whether ``error`` came from another process creating the same new database's tables at
     the same moment: SQLite's "table ... already exists", PostgreSQL's duplicate key in its
-    catalogue (pg_type) or in Optuna's one-row version table."""
+    catalogue (pg_type), or a second row for Optuna's or Alembic's version tables."""
     text = str(error).lower()
-    return "already exists" in text or "duplicate key" in text or (
-        isinstance(error, sqlalchemy.exc.IntegrityError) and "version_info" in text)
+    return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in text \
+        or "duplicate key" in text or "unique constraint" in text
 
 
 def _rdb_storage(location: StorageUrl, heartbeat_interval: int | None,

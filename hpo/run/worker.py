@@ -208,9 +208,7 @@ class Worker:
             trial = self._ask()
             if trial is None:  # a peer took the last slot since _study_is_done looked
                 self.budget.finished(counted=False)
-                self.events.emit("study_done",
-                                 reason=f"the study holds its total of {self.spec.total} trials")
-                break
+                continue  # _study_is_done waits for that trial, and says when the total is held
             self.budget.started(_optuna.trial_id_of(trial))
             # An exception out of the trial (the database lost) leaves the budget unit and the
             # trial to the launcher, which fails the trial as lost: settling here would hide it.
@@ -256,9 +254,33 @@ class Worker:
                 maximize=self.definition.maximize):
             return (f"{spec.patience} finished trials in a row brought no new best "
                     "(--patience)")
-        if self._total_reached():
+        if self._total_reached() and self._wait_for_running():
             return f"the study holds its total of {spec.total} trials"
         return None
+
+    def _wait_for_running(self) -> bool:
+        """With the total reached only by counting RUNNING trials, wait until they end:
+        True once the finished trials alone hold the total, False if one of them was lost
+        (failed as stale and queued again), so that this worker runs its retry. Without
+        this a machine lost near the end left the study short, its retry WAITING."""
+        assert self.spec.total is not None
+        said = False
+        while not self.stop.requested:
+            trials = self.study.get_trials(deepcopy=False)
+            finished = counted_finished(trials)
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
+            if finished >= self.spec.total:
+                return True
+            if finished + len(running) < self.spec.total:
+                return False
+            if not said:
+                log.info("%s: waiting for trial(s) %s to end: the study's total counts them, "
+                         "and one whose worker is gone is run again.", self.label,
+                         ", ".join(map(str, running)))
+                said = True
+            fail_stale_trials(self.storage, self.study, grace=self.spec.grace_period)
+            time.sleep(self.spec.heartbeat_interval)
+        return True
 
     def _stop_mark(self, *, retry: bool = True) -> dict[str, Any] | None:
         """The study's stop mark (hpo stop), as this worker last saw it or as it is now.

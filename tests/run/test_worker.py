@@ -199,3 +199,26 @@ def test_the_study_wide_total_counts_pruned_and_failed_trials(sqlite_url: str,
     assert make_worker(spec, budget=LocalBudget(5), events=events).run() == 1
     assert states(study) == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
     assert ("study_done", {"reason": "the study holds its total of 4 trials"}) in events.sent
+
+
+def test_a_survivor_runs_the_retry_of_a_machine_lost_near_the_end(sqlite_url: str) -> None:
+    """--total 2, and the other machine died mid-trial (its heartbeat stopped): the survivor
+    waits for that trial to be found stale, runs its retry, and the study holds 2 finished
+    trials, not 1 COMPLETE, 1 FAIL and a retry left WAITING."""
+    from hpo.storage.engine import open_storage
+
+    spec = make_spec(sqlite_url, "tests.run.test_supervisor:INSTANT", trials=None, total=2,
+                     heartbeat_interval=1, grace_period=2)
+    launch.prepare(launch.Plan.of(spec))
+    storage = open_storage(sqlite_url, heartbeat_interval=1, grace_period=2)
+    study = optuna.load_study(study_name="instant", storage=storage)
+    dead = study.ask()
+    dead.suggest_float("x", 0.0, 1.0)
+    storage.record_heartbeat(dead._trial_id)  # one beat, then its machine is gone
+    worker = make_worker(spec, budget=LocalBudget(None))
+    worker.run()
+    trials = worker.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE,
+                                         TrialState.COMPLETE]
+    assert trials[2].params == trials[0].params  # the retry of the lost trial
+    assert counted_finished(trials) == 2

@@ -180,8 +180,14 @@ class Worker:
         if spec.artifact_dir and spec.keep_checkpoints > 0:
             from hpo.train.checkpoints import CheckpointKeeper
 
-            self.checkpoints = CheckpointKeeper(self.study, spec.artifact_dir,
-                                                keep=spec.keep_checkpoints)
+            try:
+                self.checkpoints = CheckpointKeeper(self.study, spec.artifact_dir,
+                                                    keep=spec.keep_checkpoints)
+            except OSError as error:  # a folder it cannot write costs files, never trials
+                log.warning("%s: Cannot write checkpoints to %s (%s): trials keep their "
+                            "results, but none is checkpointed; point HPO_ARTIFACT_DIR at a "
+                            "folder this worker can write.", self.label, spec.artifact_dir,
+                            first_line(error, limit=200))
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -222,3 +222,17 @@ def test_a_survivor_runs_the_retry_of_a_machine_lost_near_the_end(sqlite_url: st
                                          TrialState.COMPLETE]
     assert trials[2].params == trials[0].params  # the retry of the lost trial
     assert counted_finished(trials) == 2
+
+
+def test_an_artifact_folder_that_cannot_be_written_costs_only_the_files(
+        sqlite_url: str, mnist_dir: Path, tmp_path: Path, caplog) -> None:
+    """HPO_ARTIFACT_DIR under a file (a read-only mount reads the same): the worker warns, and
+    the trial keeps its result; no checkpoint and no resume point is written."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    spec = make_spec(sqlite_url, trials=1, epochs=1, data_dir=str(mnist_dir),
+                     artifact_dir=str(blocker / "artifacts"), keep_checkpoints=2)
+    study = run_inline(spec)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+    assert "Cannot write checkpoints" in caplog.text
+    assert "Could not write the resume point" in caplog.text

@@ -4,9 +4,13 @@ they do not understand to it."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -178,3 +182,35 @@ def test_on_a_terminal_too_the_fast_path_prints_what_the_full_cli_prints(
                           "app(sys.argv[1:], prog_name='python -m hpo')", *full], tmp_path)
     assert fast == slow
     assert b"\x1b[1m" in fast  # styled, as on any terminal
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_valid_json_with_infinite_and_nan_values(tmp_path: Path) -> None:
+    """JSON has no NaN or infinity: every --json output and the JSON export write null for
+    them (as the README says), where Python's json module would write NaN and Infinity."""
+    url = f"sqlite:///{tmp_path / 'nan.db'}"
+    study = optuna.create_study(study_name="odd", storage=url, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)},
+        value=float("inf"), user_attrs={"loss": float("nan"), "spread": float("-inf")}))
+    study.set_user_attr("limit", float("inf"))
+    outputs = []
+    for command in (lambda: reads.best(url, "odd", as_json=True),
+                    lambda: reads.trials(url, "odd", as_json=True),
+                    lambda: reads.status(url, "odd", as_json=True),
+                    lambda: reads.export(url, "odd", format="json")):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            command()
+        outputs.append(_strict_json(buffer.getvalue()))
+    best, listed, _status, exported = outputs
+    assert best["value"] is None and best["params"] == {"lr": 0.1}
+    assert listed[0]["user_attrs"] == {"loss": None, "spread": None}
+    assert exported["user_attrs"] == {"limit": None}
+    assert exported["trials"][0]["user_attrs"] == {"loss": None, "spread": None}

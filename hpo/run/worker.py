@@ -374,8 +374,15 @@ class Worker:
         except DatabaseUnreachable:
             raise  # not this trial's fault: it ends the worker (and the launch)
         except KeyboardInterrupt:
-            interrupted = True
-            reason = self.stop.reason or "interrupted: the worker was asked to stop"
+            if not self.stop.requested:
+                # Raised by the objective itself, not by a signal (StopRequest sets
+                # requested first): the user's code, which fails only its trial.
+                reason = "the objective raised KeyboardInterrupt"
+            else:
+                interrupted = True
+                reason = self.stop.reason or "interrupted: the worker was asked to stop"
+        except SystemExit as error:  # sys.exit() in the objective ends its trial, not the worker
+            reason = f"the objective called sys.exit({error.code!r})"
         except Exception as error:  # anything inside a trial fails only that trial
             reason = first_line(error, typed=True, limit=500)
             if _is_out_of_memory(error):

@@ -236,3 +236,31 @@ def test_an_artifact_folder_that_cannot_be_written_costs_only_the_files(
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
     assert "Cannot write checkpoints" in caplog.text
     assert "Could not write the resume point" in caplog.text
+
+
+def _ends_the_program(trial: optuna.Trial, run) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 0:
+        raise SystemExit(0)
+    if trial.number == 1:
+        raise KeyboardInterrupt
+    return x
+
+
+def _exiting_study() -> StudyDefinition:
+    from tests.run.test_supervisor import definition
+
+    return definition("exiting", _ends_the_program)
+
+
+EXITING = _exiting_study()
+
+
+def test_an_objective_that_exits_fails_only_its_trial(sqlite_url: str) -> None:
+    """sys.exit() or KeyboardInterrupt raised by the user's objective is that trial's failure,
+    with the reason, not a lost worker (3 restarts, 4 FAIL rows of the same params)."""
+    study = run_inline(make_spec(sqlite_url, "tests.run.test_worker:EXITING", trials=3))
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE"]
+    assert [t.user_attrs.get("fail_reason") for t in trials[:2]] == [
+        "the objective called sys.exit(0)", "the objective raised KeyboardInterrupt"]

@@ -214,3 +214,61 @@ def test_json_output_is_valid_json_with_infinite_and_nan_values(tmp_path: Path) 
     assert listed[0]["user_attrs"] == {"loss": None, "spread": None}
     assert exported["user_attrs"] == {"limit": None}
     assert exported["trials"][0]["user_attrs"] == {"loss": None, "spread": None}
+
+
+def _as_another_user(command) -> tuple[int, str]:
+    """Run ``command`` in a child process that, where the tests run as root (who ignores file
+    permissions), becomes the unprivileged user nobody. Returns its exit status and output."""
+    import os
+
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what it needs is imported already
+        os.close(reader)
+        code = 0
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            sys.stdout = os.fdopen(writer, "w")
+            command()
+        except BaseException as error:
+            print(f"{type(error).__name__}: {error}")
+            code = 1
+        sys.stdout.flush()
+        os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        output = pipe.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), output
+
+
+def test_read_commands_read_a_database_on_a_read_only_mount() -> None:
+    """A folder and file nobody may write (a read-only mount): SQLite cannot create the
+    write-ahead log's shared-memory file beside the database, and every read command must
+    still read it."""
+    import shutil
+    import tempfile
+
+    from hpo.results import summary  # noqa: F401 - imported before the child drops privileges
+    from hpo.storage.engine import open_storage
+
+    folder = Path(tempfile.mkdtemp(prefix="hpo-ro-"))
+    try:
+        url = f"sqlite:///{folder / 'hpo.db'}"
+        storage = open_storage(url)
+        study = optuna.create_study(study_name="ro", storage=storage, direction="maximize")
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)}, value=0.5))
+        storage.rdb.engine.dispose()  # the last connection closes: no -wal or -shm is left
+        (folder / "hpo.db").chmod(0o444)
+        folder.chmod(0o555)
+        for command in (lambda: reads.status(url, None), lambda: reads.best(url, "ro"),
+                        lambda: reads.trials(url, "ro"),
+                        lambda: reads.export(url, "ro", format="json")):
+            code, output = _as_another_user(command)
+            assert code == 0, output
+            assert "ro" in output and "Error" not in output
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)

@@ -10,7 +10,6 @@ commands call the same functions. A study is read from Optuna's tables directly
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -191,7 +190,7 @@ def status(storage: str, study: str | None, *, as_json: bool = False, fast: bool
                      for stored in read(storage, [study] if study else None, fast=fast)]
     now = datetime.now(UTC)
     if as_json:
-        sys.stdout.write(json.dumps({"storage": mask_url(storage), "studies": [
+        sys.stdout.write(summary.json_text({"storage": mask_url(storage), "studies": [
             _status_record(found, now) for found in found_studies]}, default=str) + "\n")
         return
     if not found_studies:
@@ -244,7 +243,7 @@ def best(storage: str, study: str, *, as_json: bool = False, fast: bool = False)
     if as_json:
         payload = {"study": loaded.study_name, "metric": metric, "trial": trial.number,
                    "value": trial.value, "params": trial.params}
-        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.write(summary.json_text(payload) + "\n")
         return
     plain.say(f"Best {metric} of {loaded.study_name}: {trial.value:.4f} (trial "
               f"{trial.number})")
@@ -268,7 +267,7 @@ def trials(storage: str, study: str, *, states: list[str] | None = None,
         chosen = summary.ranked(loaded, chosen)[:top]
     records = [summary.trial_record(t) for t in chosen]
     if as_json:
-        sys.stdout.write(json.dumps(records, default=str) + "\n")
+        sys.stdout.write(summary.json_text(records, default=str) + "\n")
         return
     rows = []
     for record in records:

@@ -15,6 +15,7 @@ The reference a study was launched with is recorded on it (files as absolute pat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -22,6 +23,7 @@ import importlib.machinery
 import importlib.util
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -120,7 +122,10 @@ def _resolve(reference: str) -> ResolvedStudy:
         return ResolvedStudy(load_installed(matches[0]), target)
     if _MODULE_NAME.fullmatch(target) and _module_exists(target):
         try:
-            module = importlib.import_module(target)
+            with _as_a_module(f"the study module '{target}'", target):
+                module = importlib.import_module(target)
+        except HpoError:
+            raise
         except Exception as error:
             raise HpoError(f"Could not import the study module '{target}': "
                            f"{first_line(error, typed=True)}.") from None
@@ -166,12 +171,33 @@ def _import_file(path: Path) -> ModuleType:
         sys.path.insert(0, str(path.parent))
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with _as_a_module(f"the study file '{path}'", path):
+            spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
+        if isinstance(error, HpoError):
+            raise
         raise HpoError(f"Could not import the study file '{path}': "
                        f"{first_line(error, typed=True)}.") from None
     return module
+
+
+@contextlib.contextmanager
+def _as_a_module(what: str, path: Path | str) -> Iterator[None]:
+    """Import user code as a module, not as the program: it sees no command line (hpo's holds
+    the storage URL and its password, which argparse would echo in its usage error), and
+    exiting (sys.exit, argparse, Ctrl-C handling of its own) ends the import with one sentence
+    instead of ending hpo, silently and with exit 0 for sys.exit(0)."""
+    saved = sys.argv
+    sys.argv = [str(path)]
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt) as stop:
+        how = f"sys.exit({stop.code!r})" if isinstance(stop, SystemExit) else "KeyboardInterrupt"
+        raise HpoError(f"Importing {what} ended the program ({how}): move code that parses "
+                       "arguments or exits under 'if __name__ == \"__main__\":'.") from None
+    finally:
+        sys.argv = saved
 
 
 def _pick(module: ModuleType, pick: str, *, where: str) -> StudyDefinition:

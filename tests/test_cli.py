@@ -272,3 +272,16 @@ def test_export_to_missing_folder(sqlite_url: str, tmp_path: Path) -> None:
 def test_study_specific_option_on_the_wrong_study() -> None:
     result = invoke("launch", "mnist-mlp", "--synthetic", "--subset", "0.25", *ONE_EPOCH)
     assert_user_error(result, "--subset does not apply to mnist-mlp")
+
+
+def test_a_worker_command_whose_workers_all_failed_exits_non_zero(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 0 means "the study is full" to a Kubernetes Job or a Slurm array: a machine whose
+    every worker gave up after its restarts must not say so."""
+    from hpo.run.supervisor import SuperviseResult
+
+    monkeypatch.setattr(launch, "run", lambda prepared, display=None: SuperviseResult(
+        counted=0, interrupted=False, failed_slots=[0]))
+    result = invoke("worker", "tests.run.test_supervisor:INSTANT", "--storage", sqlite_url,
+                    "--gpus", "none", "--threads", "1")
+    assert_user_error(result, "Every worker of this machine failed")

@@ -4,9 +4,13 @@ they do not understand to it."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -178,3 +182,93 @@ def test_on_a_terminal_too_the_fast_path_prints_what_the_full_cli_prints(
                           "app(sys.argv[1:], prog_name='python -m hpo')", *full], tmp_path)
     assert fast == slow
     assert b"\x1b[1m" in fast  # styled, as on any terminal
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_valid_json_with_infinite_and_nan_values(tmp_path: Path) -> None:
+    """JSON has no NaN or infinity: every --json output and the JSON export write null for
+    them (as the README says), where Python's json module would write NaN and Infinity."""
+    url = f"sqlite:///{tmp_path / 'nan.db'}"
+    study = optuna.create_study(study_name="odd", storage=url, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)},
+        value=float("inf"), user_attrs={"loss": float("nan"), "spread": float("-inf")}))
+    study.set_user_attr("limit", float("inf"))
+    outputs = []
+    for command in (lambda: reads.best(url, "odd", as_json=True),
+                    lambda: reads.trials(url, "odd", as_json=True),
+                    lambda: reads.status(url, "odd", as_json=True),
+                    lambda: reads.export(url, "odd", format="json")):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            command()
+        outputs.append(_strict_json(buffer.getvalue()))
+    best, listed, _status, exported = outputs
+    assert best["value"] is None and best["params"] == {"lr": 0.1}
+    assert listed[0]["user_attrs"] == {"loss": None, "spread": None}
+    assert exported["user_attrs"] == {"limit": None}
+    assert exported["trials"][0]["user_attrs"] == {"loss": None, "spread": None}
+
+
+def _as_another_user(command) -> tuple[int, str]:
+    """Run ``command`` in a child process that, where the tests run as root (who ignores file
+    permissions), becomes the unprivileged user nobody. Returns its exit status and output."""
+    import os
+
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what it needs is imported already
+        os.close(reader)
+        code = 0
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            sys.stdout = os.fdopen(writer, "w")
+            command()
+        except BaseException as error:
+            print(f"{type(error).__name__}: {error}")
+            code = 1
+        sys.stdout.flush()
+        os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        output = pipe.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), output
+
+
+def test_read_commands_read_a_database_on_a_read_only_mount() -> None:
+    """A folder and file nobody may write (a read-only mount): SQLite cannot create the
+    write-ahead log's shared-memory file beside the database, and every read command must
+    still read it."""
+    import shutil
+    import tempfile
+
+    from hpo.results import summary  # noqa: F401 - imported before the child drops privileges
+    from hpo.storage.engine import open_storage
+
+    folder = Path(tempfile.mkdtemp(prefix="hpo-ro-"))
+    try:
+        url = f"sqlite:///{folder / 'hpo.db'}"
+        storage = open_storage(url)
+        study = optuna.create_study(study_name="ro", storage=storage, direction="maximize")
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)}, value=0.5))
+        storage.rdb.engine.dispose()  # the last connection closes: no -wal or -shm is left
+        (folder / "hpo.db").chmod(0o444)
+        folder.chmod(0o555)
+        for command in (lambda: reads.status(url, None), lambda: reads.best(url, "ro"),
+                        lambda: reads.trials(url, "ro"),
+                        lambda: reads.export(url, "ro", format="json")):
+            code, output = _as_another_user(command)
+            assert code == 0, output
+            assert "ro" in output and "Error" not in output
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)

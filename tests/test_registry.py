@@ -198,3 +198,35 @@ def test_a_recorded_reference_that_does_not_resolve_here_says_so(tmp_path: Path)
         f"Study 'digits' was launched with the study '{gone}', which does not resolve on this "
         f"machine: The study file '{gone}' does not exist")
     assert registry.resolve_recorded("mnist-mlp", "s").definition.name == "mnist-mlp"
+
+
+def test_a_study_file_that_parses_arguments_at_import_sees_none(tmp_path: Path) -> None:
+    """argparse at import would read hpo's command line, fail with exit 2 and echo it, the
+    storage password included; the file sees only its own name, so it loads."""
+    path = study_file(tmp_path / "args.py", """
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float, default=0.1)
+        ARGS = parser.parse_args()
+        STUDY = mine_study()
+    """)
+    result = runner.invoke(app, ["launch", str(path), "--storage",
+                                 "postgresql+psycopg://me:s3cret-pw@127.0.0.1:1/db", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "s3cret-pw" not in result.output
+    assert "study:    mine" in result.stdout
+
+
+@pytest.mark.parametrize(("body", "how"), [
+    ("import sys\nsys.exit(0)\n", "sys.exit(0)"),
+    ("import argparse\nargparse.ArgumentParser().add_argument('x')\n"
+     "argparse.ArgumentParser(prog='p').parse_args(['--bad'])\n", "sys.exit(2)"),
+    ("raise KeyboardInterrupt\n", "KeyboardInterrupt"),
+])
+def test_a_study_file_that_exits_at_import_is_one_sentence(tmp_path: Path, body: str,
+                                                           how: str) -> None:
+    path = study_file(tmp_path / "exits.py", body + "STUDY = mine_study()\n")
+    result = runner.invoke(app, ["launch", str(path), "--dry-run"])
+    assert result.exit_code == 1, result.output
+    assert f"Importing the study file '{path}' ended the program ({how})" in result.stderr
+    assert "Traceback" not in result.output

@@ -12,7 +12,7 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -227,6 +227,25 @@ def trial_record(trial: FrozenTrial, *, with_curve: bool = False) -> dict[str, A
     return record
 
 
+def json_text(payload: Any, *, default: Callable[[Any], Any] | None = None,
+              **kwargs: Any) -> str:
+    """``payload`` as JSON that every parser takes: JSON has no NaN or infinity, which
+    Python's json module would write as bare NaN and Infinity, so they become null, as they
+    do in exported curves. Anything else that is not JSON (a datetime) becomes text."""
+    return json.dumps(_finite_everywhere(payload), default=default or _json_default,
+                      allow_nan=False, **kwargs)
+
+
+def _finite_everywhere(value: Any) -> Any:
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {key: _finite_everywhere(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_everywhere(item) for item in value]
+    return value
+
+
 def export_json(study: Study) -> str:
     payload = {
         "study": study.study_name,
@@ -234,7 +253,7 @@ def export_json(study: Study) -> str:
         "user_attrs": dict(sorted(study.user_attrs.items())),
         "trials": [trial_record(t, with_curve=True) for t in study.get_trials(deepcopy=False)],
     }
-    return json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n"
+    return json_text(payload, indent=2) + "\n"
 
 
 def export_csv(study: Study) -> str:
@@ -263,8 +282,6 @@ def _csv_cell(value: Any) -> Any:
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     return str(value)
 
 

@@ -282,10 +282,17 @@ def execute(plan: Plan, *, console: Console, dashboard_port: int | None = None) 
     outcome = run(prepared, progress)
     note.refresh(prepared.study)  # once every worker has gone: the dashboard's note says so
     shortfall = None
-    if not plan.worker and prepared.budget is not None and outcome.counted < prepared.budget \
-            and outcome.done is None:
-        slots = ", ".join(map(str, outcome.failed_slots)) or "?"
-        shortfall = (f"Only {outcome.counted} of {prepared.budget} trials finished because "
-                     f"worker(s) {slots} kept failing: see the errors above.")
+    slots = ", ".join(map(str, outcome.failed_slots)) or "?"
+    if outcome.done is None and not outcome.interrupted:
+        if not plan.worker and prepared.budget is not None \
+                and outcome.counted < prepared.budget:
+            shortfall = (f"Only {outcome.counted} of {prepared.budget} trials finished "
+                         f"because worker(s) {slots} kept failing: see the errors above.")
+        elif set(outcome.failed_slots) >= {slot.index for slot in spec.slots}:
+            # hpo worker has no budget to fall short of, but a machine whose every worker gave
+            # up must not exit 0, which a Kubernetes Job or Slurm array takes for success.
+            shortfall = (f"Every worker of this machine failed (worker(s) {slots}) after "
+                         f"{outcome.counted} trial(s): see the errors above, fix the cause and "
+                         "run the command again.")
     return Result(summarize(prepared, outcome), outcome.interrupted, shortfall, outcome.done,
                   outcome.stopped)

@@ -98,7 +98,8 @@ def settle_running_trials(storage: ResilientStorage, study: optuna.Study, *, gra
     until the grace period makes it stale, then failed; one whose heartbeat moves belongs to a
     live worker (another launch, another machine) and is left alone."""
     first_seen: dict[int, _optuna.RunningTrial] = {}
-    deadline = time.monotonic() + grace + interval + 5
+    started = time.monotonic()
+    deadline = started + grace + interval + 5
     announced = False
     while True:
         pending = []
@@ -110,7 +111,9 @@ def settle_running_trials(storage: ResilientStorage, study: optuna.Study, *, gra
             pending.append(trial)
         if not pending or time.monotonic() > deadline:
             return
-        if not announced:
+        # A live worker's heartbeat moves within an interval (and a second, for the clock's
+        # resolution): warn only of trials still silent after that, not of every healthy one.
+        if not announced and time.monotonic() - started > interval + 1:
             numbers = ", ".join(str(t.number) for t in pending)
             log.warning("Trial(s) %s RUNNING with no live heartbeat: waiting up to %.0f s (the "
                         "grace period) to fail them as lost, unless their worker beats.",

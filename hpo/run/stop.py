@@ -44,7 +44,9 @@ def mark_stopped(storage_url: str, name: str, *, now: bool, outage_tolerance: fl
                  ) -> dict[str, Any]:
     """Mark the stored study ``name`` stopped; returns the mark. A plain stop may be made a
     ``--now`` stop; anything else on a stopped study is refused."""
-    storage = open_storage(storage_url, must_exist=True, outage_tolerance=outage_tolerance)
+    # Ridden out like a worker's calls: a stop given during a database restart still lands.
+    storage = open_storage(storage_url, must_exist=True, outage_tolerance=outage_tolerance,
+                           ride_out=True)
     study = records.load(storage, name)
     study_id = _optuna.study_id_of(study)
     current = stop_mark(storage.get_study_user_attrs(study_id))

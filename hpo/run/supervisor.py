@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 # A slot whose worker keeps dying is given up after this many restarts.
 MAX_RESTARTS_PER_SLOT = 3
+# The pause before a slot's first restart, doubled for each further one (2, 4, 8 s): a cause
+# that passes (a database restarting, a busy machine) gets time to pass before the restarts
+# are spent.
+RESTART_BACKOFF_SECONDS = 2.0
 # After the first Ctrl-C, workers get this long to fail or finish their trial.
 GRACEFUL_STOP_SECONDS = 60.0
 EXIT_INTERRUPTED = 130
@@ -199,6 +203,7 @@ class Supervisor:
         self.database_lost: str | None = None  # the sentence of the first worker to give up
         self.done: str | None = None  # why the first worker to find the study done stopped
         self.stopped: dict[str, Any] | None = None  # the stop mark a worker obeyed
+        self.restart_at: dict[int, float] = {}  # slots waiting out their restart's pause
 
     # -- processes --------------------------------------------------------------------------
 
@@ -262,8 +267,14 @@ class Supervisor:
         stop_deadline: float | None = None
         for slot in self.slots:
             self._start(slot)
-        while self.processes:
+        while self.processes or self.restart_at:
             self._drain_events(timeout=0.2)
+            if self.signals or self.database_lost:
+                self.restart_at.clear()
+            for index, when in list(self.restart_at.items()):
+                if time.monotonic() >= when:
+                    del self.restart_at[index]
+                    self._start(next(s for s in self.slots if s.index == index))
             if self.signals and stop_deadline is None:
                 stop_deadline = time.monotonic() + GRACEFUL_STOP_SECONDS
             if self.database_lost and stop_deadline is None:
@@ -369,10 +380,12 @@ class Supervisor:
         if died and budget_left and not self.signals:
             if self.restarts[index] < MAX_RESTARTS_PER_SLOT and exitcode != 3:
                 self.restarts[index] += 1
-                log.warning("%s exited with code %s; restarting it (%d/%d).", slot.label,
-                            exitcode, self.restarts[index], MAX_RESTARTS_PER_SLOT)
+                pause = RESTART_BACKOFF_SECONDS * 2 ** (self.restarts[index] - 1)
+                log.warning("%s exited with code %s; restarting it (%d/%d) in %g s.",
+                            slot.label, exitcode, self.restarts[index], MAX_RESTARTS_PER_SLOT,
+                            pause)
                 self.display.worker_restarted(index)
-                self._start(slot)
+                self.restart_at[index] = time.monotonic() + pause
             else:
                 self.failed_slots.append(index)
 

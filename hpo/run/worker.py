@@ -165,7 +165,7 @@ class Worker:
         self.storage = open_storage(spec.storage_url,
                                     heartbeat_interval=spec.heartbeat_interval,
                                     grace_period=spec.grace_period,
-                                    outage_tolerance=spec.outage_tolerance)
+                                    outage_tolerance=spec.outage_tolerance, ride_out=True)
         # Each worker, and each restart of one, samples from its own stream.
         self.sampler = make_sampler(spec.sampler, self.definition,
                                     seed=spec.seed + slot.index + 1000 * restarts)
@@ -179,8 +179,14 @@ class Worker:
         if spec.artifact_dir and spec.keep_checkpoints > 0:
             from hpo.train.checkpoints import CheckpointKeeper
 
-            self.checkpoints = CheckpointKeeper(self.study, spec.artifact_dir,
-                                                keep=spec.keep_checkpoints)
+            try:
+                self.checkpoints = CheckpointKeeper(self.study, spec.artifact_dir,
+                                                    keep=spec.keep_checkpoints)
+            except OSError as error:  # a folder it cannot write costs files, never trials
+                log.warning("%s: Cannot write checkpoints to %s (%s): trials keep their "
+                            "results, but none is checkpointed; point HPO_ARTIFACT_DIR at a "
+                            "folder this worker can write.", self.label, spec.artifact_dir,
+                            first_line(error, limit=200))
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -209,9 +215,7 @@ class Worker:
             trial = self._ask()
             if trial is None:  # a peer took the last slot since _study_is_done looked
                 self.budget.finished(counted=False)
-                self.events.emit("study_done",
-                                 reason=f"the study holds its total of {self.spec.total} trials")
-                break
+                continue  # _study_is_done waits for that trial, and says when the total is held
             self.budget.started(_optuna.trial_id_of(trial))
             # An exception out of the trial (the database lost) leaves the budget unit and the
             # trial to the launcher, which fails the trial as lost: settling here would hide it.
@@ -257,9 +261,33 @@ class Worker:
                 maximize=self.definition.maximize):
             return (f"{spec.patience} finished trials in a row brought no new best "
                     "(--patience)")
-        if self._total_reached():
+        if self._total_reached() and self._wait_for_running():
             return f"the study holds its total of {spec.total} trials"
         return None
+
+    def _wait_for_running(self) -> bool:
+        """With the total reached only by counting RUNNING trials, wait until they end:
+        True once the finished trials alone hold the total, False if one of them was lost
+        (failed as stale and queued again), so that this worker runs its retry. Without
+        this a machine lost near the end left the study short, its retry WAITING."""
+        assert self.spec.total is not None
+        said = False
+        while not self.stop.requested:
+            trials = self.study.get_trials(deepcopy=False)
+            finished = counted_finished(trials)
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
+            if finished >= self.spec.total:
+                return True
+            if finished + len(running) < self.spec.total:
+                return False
+            if not said:
+                log.info("%s: waiting for trial(s) %s to end: the study's total counts them, "
+                         "and one whose worker is gone is run again.", self.label,
+                         ", ".join(map(str, running)))
+                said = True
+            fail_stale_trials(self.storage, self.study, grace=self.spec.grace_period)
+            time.sleep(self.spec.heartbeat_interval)
+        return True
 
     def _stop_mark(self, *, retry: bool = True) -> dict[str, Any] | None:
         """The study's stop mark (hpo stop), as this worker last saw it or as it is now.
@@ -347,8 +375,15 @@ class Worker:
         except DatabaseUnreachable:
             raise  # not this trial's fault: it ends the worker (and the launch)
         except KeyboardInterrupt:
-            interrupted = True
-            reason = self.stop.reason or "interrupted: the worker was asked to stop"
+            if not self.stop.requested:
+                # Raised by the objective itself, not by a signal (StopRequest sets
+                # requested first): the user's code, which fails only its trial.
+                reason = "the objective raised KeyboardInterrupt"
+            else:
+                interrupted = True
+                reason = self.stop.reason or "interrupted: the worker was asked to stop"
+        except SystemExit as error:  # sys.exit() in the objective ends its trial, not the worker
+            reason = f"the objective called sys.exit({error.code!r})"
         except Exception as error:  # anything inside a trial fails only that trial
             reason = first_line(error, typed=True, limit=500)
             if _is_out_of_memory(error):

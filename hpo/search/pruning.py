@@ -79,6 +79,11 @@ class GuardedPruner(BasePruner):
         self._baseline_curve: Mapping[int, float] | None = None
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        # The baseline always runs to the end, so every study shows its full result: exempt
+        # here, from every rule and from the inner pruner, and nowhere else.
+        if trial.user_attrs.get(BASELINE_ATTR):
+            self.last_reason = None
+            return False
         self.last_reason = self._reason(study, trial)
         if self.last_reason is not None:
             return True
@@ -99,7 +104,6 @@ class GuardedPruner(BasePruner):
         at = f"{self.metric} {value:.4f} at epoch {step}"
         if math.isnan(value):
             return f"{self.metric} is NaN at epoch {step}"
-        is_baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
         floor, learned = self._floor(study, trial, step)
         if floor is not None and is_better(floor, value, maximize=maximize):
             side = "below" if maximize else "above"
@@ -107,7 +111,7 @@ class GuardedPruner(BasePruner):
                 return (f"{at} is {side} {floor:.4f}, where the worst quarter of the study's "
                         "trials stood after one epoch")
             return f"{at} is {side} the floor {floor:g}"
-        if self.baseline_margin is not None and not is_baseline:
+        if self.baseline_margin is not None:
             reference = self.baseline_curve(study).get(step)
             if reference is not None:
                 limit = reference - self.baseline_margin if maximize \
@@ -115,7 +119,7 @@ class GuardedPruner(BasePruner):
                 if is_better(limit, value, maximize=maximize):
                     return (f"{at} is more than {self.baseline_margin:g} behind the baseline's "
                             f"{reference:.4f}")
-        if self.leaders is not None and step >= self.leaders_from and not is_baseline:
+        if self.leaders is not None and step >= self.leaders_from:
             last = self.last_leader(study, trial, step, maximize=maximize)
             if last is not None and is_better(last, value, maximize=maximize):
                 return (f"{at} is not among the {self.describe_leaders()} at that epoch (the "

@@ -8,7 +8,9 @@ heartbeat thread (SQLAlchemy sessions are per thread). The launcher itself holds
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,14 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from hpo import settings
 from hpo.errors import HpoError
-from hpo.storage.retry import ResilientStorage, database_reason, reading
+from hpo.storage.retry import ResilientStorage, call_with_db_retry, database_reason, reading
 from hpo.storage.urls import StorageUrl, check_storage_url, scrub
 
 # A trial killed with its worker is retried this many times at most, with the same params.
 STALE_TRIAL_MAX_RETRY = 3
 SQLITE_BUSY_TIMEOUT = 60.0
+# Tries at creating a new database's tables while other processes create them too.
+SCHEMA_RACE_ATTEMPTS = 20
 
 
 def engine_kwargs(location: StorageUrl) -> dict[str, Any]:
@@ -84,6 +88,47 @@ def _tune_sqlite_engine(engine: sqlalchemy.Engine) -> None:
         connection.exec_driver_sql("BEGIN" if reading() else "BEGIN IMMEDIATE")
 
 
+def _is_schema_race(error: BaseException) -> bool:
+    """Whether ``error`` came from another process creating the same new database's tables at
+    the same moment: SQLite's "table ... already exists", PostgreSQL's duplicate key in its
+    catalogue (pg_type), or a second row for Optuna's or Alembic's version tables."""
+    text = str(error).lower()
+    return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in text \
+        or "duplicate key" in text or "unique constraint" in text
+
+
+def _rdb_storage(location: StorageUrl, heartbeat_interval: int | None,
+                 grace_period: int | None) -> RDBStorage:
+    """Optuna's RDB storage of ``location``, its tables created if the database is new.
+
+    Several processes starting on one new database (a Slurm array, a Kubernetes Job) create
+    the tables at once, and all but one lose the race; the tables then exist, so trying again
+    is enough, with a random pause so that the losers do not collide again."""
+    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        try:
+            if location.sqlite_path is not None:
+                _prepare_sqlite(location.sqlite_path)
+            with warnings.catch_warnings():
+                # Heartbeats and the retry callback are marked experimental; we want them.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    location.url,
+                    engine_kwargs=engine_kwargs(location),
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=(
+                        RetryHeartbeatStaleTrialCallback(max_retry=STALE_TRIAL_MAX_RETRY)
+                        if heartbeat_interval
+                        else None
+                    ),
+                )
+        except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as error:
+            if attempt + 1 == SCHEMA_RACE_ATTEMPTS or not _is_schema_race(error):
+                raise
+            time.sleep(random.uniform(0.05, 0.5))
+    raise AssertionError("unreachable")
+
+
 def open_storage(
     url: str | StorageUrl,
     *,
@@ -91,33 +136,27 @@ def open_storage(
     grace_period: int | None = None,
     must_exist: bool = False,
     outage_tolerance: float = settings.DEFAULT_OUTAGE_TOLERANCE,
+    ride_out: bool = False,
 ) -> ResilientStorage:
     """Open ``url`` (checked already, or checked here) as an Optuna storage, or raise HpoError
     with a sentence the user can act on.
 
     With a heartbeat interval, trials whose worker stopped beating for ``grace_period`` seconds
     are failed by whichever worker checks next, and re-queued with the same params.
+
+    ``ride_out``: an unreachable database is waited for, up to ``outage_tolerance``, as every
+    later call is. For a worker, whose launcher has reached the database already, and for
+    hpo stop; a command's own first contact fails at once, since a wrong URL or a server that
+    is not running is the user's to fix now.
     """
     location = url if isinstance(url, StorageUrl) else check_storage_url(url,
                                                                           must_exist=must_exist)
-    path = location.sqlite_path
     try:
-        if path is not None:
-            _prepare_sqlite(path)
-        with warnings.catch_warnings():
-            # Heartbeats and the retry callback are marked experimental; they are what we want.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = RDBStorage(
-                location.url,
-                engine_kwargs=engine_kwargs(location),
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=(
-                    RetryHeartbeatStaleTrialCallback(max_retry=STALE_TRIAL_MAX_RETRY)
-                    if heartbeat_interval
-                    else None
-                ),
-            )
+        # Riding out, running out of the tolerance raises DatabaseUnreachable (a worker's
+        # database-lost exit), not the first-contact sentence below.
+        rdb = call_with_db_retry(_rdb_storage, location, heartbeat_interval, grace_period,
+                                 tolerance=outage_tolerance if ride_out else 0.0,
+                                 url=location.url if ride_out else None)
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
             sqlite3.Error) as error:
         raise HpoError(
@@ -127,7 +166,7 @@ def open_storage(
         ) from None
     except RuntimeError as error:  # optuna: schema written by an incompatible Optuna version
         raise HpoError(f"The database at '{location.masked}' cannot be used: {error}") from None
-    if path is not None:
+    if location.sqlite_path is not None:
         _tune_sqlite_engine(rdb.engine)
         rdb.engine.dispose()  # drop connections opened before the listeners existed
     return ResilientStorage(rdb, url=location.url, outage_tolerance=outage_tolerance)

@@ -49,12 +49,21 @@ def database_reason(error: BaseException) -> str:
     return first_line(root)
 
 
+# SQLSTATE classes that waiting cannot fix: a wrong password or user (28), a database that
+# does not exist (3D). Retrying them for the whole tolerance would only delay the sentence.
+_PERMANENT_SQLSTATES = ("28", "3D")
+
+
 def is_connection_error(error: BaseException) -> bool:
     """True for errors that mean "the database is unreachable or busy right now"."""
     current: BaseException | None = error
     while current is not None:
         if isinstance(current, DatabaseUnreachable):
             return False  # already given up on: retrying it again would double the wait
+        sqlstate = getattr(getattr(current, "orig", None), "sqlstate", None) \
+            or getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_PERMANENT_SQLSTATES):
+            return False
         if isinstance(current, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
             return True
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:

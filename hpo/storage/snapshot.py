@@ -138,6 +138,15 @@ def open_snapshot(url: str) -> Snapshot | None:
             raise missing_database(path)
         # Read-only, so a reader can never create or change the file.
         connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # A database in WAL mode whose folder this reader cannot write (a read-only mount)
+            # cannot be opened even read-only: SQLite must create its shared-memory file.
+            # Opened as immutable, it is read without one; nothing can write it here anyway.
+            connection.close()
+            connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro&immutable=1",
+                                         uri=True, timeout=60)
         return Snapshot(connection, url)
     if scheme == "postgresql" and parts.scheme in ("postgresql", "postgresql+psycopg"):
         try:

@@ -192,8 +192,8 @@ class TrialRun:
         self.trial.report(value, epoch)
         if self._on_epoch_hook is not None:
             self._on_epoch_hook(epoch, value)
-        # The baseline always runs to the end, so every study shows its full result.
-        if not self.is_baseline and self.trial.should_prune():
+        # The baseline is exempt in the pruner itself (hpo.search.pruning.GuardedPruner).
+        if self.trial.should_prune():
             # hpo's pruner says why (below the floor, behind the baseline, ranked low). A
             # FixedTrial (evaluate's retrain) never prunes, so this is a real trial.
             study = getattr(self.trial, "study", None)

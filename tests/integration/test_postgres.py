@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.definition import StudyDefinition
+from hpo.run import worker as worker_module
 from hpo.run.budget import LocalBudget, counted_finished
+from hpo.storage.retry import ResilientStorage
 from hpo.train.models import MLP
 from tests.helpers import (
     hpo_process,
@@ -206,3 +208,62 @@ def test_launch_survives_a_database_restart_mid_trial(restartable_postgres,
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert "Database unreachable" in err
     assert PASSWORD not in out + err
+
+
+def _restart_objective(trial: optuna.Trial, run) -> float:
+    trial.suggest_float("x", 0.0, 1.0)
+    trial.report(0.5, 1)
+    trial.report(0.6, 2)
+    return 0.7
+
+
+RESTART_STUDY = StudyDefinition(
+    name="restart", summary="test", dataset="mnist", objective=_restart_objective,
+    search_space={"x": FloatDistribution(0.0, 1.0)}, build_model=lambda p: MLP(784, [], 10),
+    epochs=2, pruner="none", sampler="random")
+
+# Where a restart lands: the storage call it hits first, and which of its calls (1-based).
+RESTART_PHASES = {
+    "creating the study": (ResilientStorage, "create_new_study", 1),
+    "a worker's set-up": (worker_module, "open_storage", 1),
+    "mid-trial": (ResilientStorage, "set_trial_intermediate_value", 1),
+    "between trials": (worker_module, "fail_stale_trials", 2),
+}
+
+
+@pytest.mark.parametrize("phase", RESTART_PHASES)
+def test_a_restart_in_every_phase_loses_nothing(restartable_postgres, mnist_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture,
+                                                phase: str) -> None:
+    """The server restarts just as the given phase makes its storage call: the launcher's and
+    the worker's calls ride it out, and every trial completes."""
+    from hpo.run import launch
+
+    server = restartable_postgres
+    url = server.url()
+    owner, name, nth = RESTART_PHASES[phase]
+    original = getattr(owner, name)
+    calls = []
+    back = threading.Timer(3.0, server.start)
+
+    def restart_then_call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == nth:
+            server.stop("immediate")
+            back.start()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, restart_then_call)
+    spec = make_spec(url, "tests.integration.test_postgres:RESTART_STUDY", trials=2, epochs=2,
+                     data_dir=str(mnist_dir), outage_tolerance=60)
+    try:
+        launch.prepare(launch.Plan.of(spec))
+        make_worker(spec, budget=LocalBudget(2)).run()
+    finally:
+        if back.is_alive():
+            back.join()  # the server is back before the fixture removes it
+    assert len(calls) >= nth, f"the restart never came: {phase} made {len(calls)} call(s)"
+    assert "Database unreachable" in caplog.text
+    trials = trials_of(url, "restart")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2

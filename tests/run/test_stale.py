@@ -37,3 +37,37 @@ def test_a_trial_that_never_beat_is_lost_once_it_started_longer_ago_than_the_gra
     assert (reason is not None) == lost
     if lost:
         assert "sent no heartbeat in the 60 s since it started" in reason
+
+
+def test_settling_says_nothing_of_a_trial_whose_worker_beats(sqlite_url: str,
+                                                             caplog: pytest.LogCaptureFixture
+                                                             ) -> None:
+    """A worker that exits while a peer still trains waits for the peer's heartbeat to move;
+    it must not first warn that the healthy trial has "no live heartbeat"."""
+    import threading
+
+    import optuna
+
+    from hpo.run.stale import settle_running_trials
+    from hpo.storage.engine import open_storage
+
+    storage = open_storage(sqlite_url, heartbeat_interval=1, grace_period=5)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial_id = study.ask()._trial_id
+    done = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial_id)
+            if done.wait(1.0):
+                return
+
+    peer = threading.Thread(target=beat)
+    peer.start()
+    try:
+        settle_running_trials(storage, study, grace=5, interval=1, poll=0.2)
+    finally:
+        done.set()
+        peer.join()
+    assert "no live heartbeat" not in caplog.text
+    assert study.get_trials()[0].state == optuna.trial.TrialState.RUNNING

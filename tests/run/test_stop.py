@@ -163,3 +163,16 @@ def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
     resumed = study.get_trials()[retry.number]
     assert resumed.state.is_finished()
     assert resumed.user_attrs[RESUMED_FROM_ATTR] == len(stopped.intermediate_values)
+
+
+def test_stop_rides_out_an_outage_then_gives_one_sentence() -> None:
+    """hpo stop while the database is down retries for the outage tolerance, as every worker
+    does, then says so in one sentence, without the password."""
+    started = time.monotonic()
+    result = runner.invoke(app, ["stop", "mnist-mlp", "--storage",
+                                 "postgresql+psycopg://me:s3cret-pw@127.0.0.1:1/db"],
+                           env={"HPO_OUTAGE_TOLERANCE": "2"})
+    assert result.exit_code != 0
+    assert time.monotonic() - started >= 1.5  # it waited, rather than failing at once
+    assert "has been unreachable for 2 s" in result.stderr
+    assert "s3cret-pw" not in result.output and "Traceback" not in result.output

@@ -5,6 +5,7 @@ trial failed and queued again with the same params."""
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import multiprocessing
 import os
@@ -192,3 +193,57 @@ def test_the_environment_is_restored_even_when_starting_fails(monkeypatch: pytes
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
         raise RuntimeError("spawn failed")
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" and "OMP_NUM_THREADS" not in os.environ
+
+
+class _DeadAtOnce:
+    """A worker process that has already exited with code 1 (a crash)."""
+
+    exitcode = 1
+    pid = 0
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+
+def test_restarts_back_off_instead_of_burning_out(sqlite_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that keeps crashing (a database restarting, say) is restarted after longer
+    and longer pauses, not three times within a second."""
+    monkeypatch.setattr(supervisor, "RESTART_BACKOFF_SECONDS", 0.2)
+    watcher = supervisor.Supervisor(storage=None, study=None, spec=make_spec(sqlite_url),
+                                    budget=2)
+    started: list[float] = []
+
+    def start(slot) -> None:
+        started.append(time.monotonic())
+        watcher.processes[slot.index] = _DeadAtOnce()
+
+    monkeypatch.setattr(watcher, "_start", start)
+    watcher._watch()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
+    assert len(gaps) == supervisor.MAX_RESTARTS_PER_SLOT
+    assert [gap >= 0.2 * 2 ** n for n, gap in enumerate(gaps)] == [True] * len(gaps), gaps
+    assert watcher.failed_slots == [0]
+
+
+@pytest.mark.slow
+def test_a_worker_that_lost_the_database_exits_with_its_code_and_is_not_restarted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker process's own exit code says "database lost" (not 1, a crash), and the
+    launcher restarts nothing: the sentence ends the launch."""
+    spec = make_spec("postgresql+psycopg://me:s3cret-pw@127.0.0.1:1/db",
+                     "tests.run.test_supervisor:INSTANT", outage_tolerance=1)
+    watcher = supervisor.Supervisor(storage=None, study=None, spec=spec, budget=2)
+    exits: list[int | None] = []
+    monkeypatch.setattr(watcher.display, "worker_exited", lambda index, code: exits.append(code))
+    watcher._watch()
+    assert exits == [supervisor.EXIT_DATABASE_LOST]
+    assert watcher.restarts == {0: 0} and not watcher.restart_at
+    assert watcher.database_lost is not None and "unreachable" in watcher.database_lost
+    assert "s3cret-pw" not in watcher.database_lost

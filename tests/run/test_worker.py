@@ -199,3 +199,68 @@ def test_the_study_wide_total_counts_pruned_and_failed_trials(sqlite_url: str,
     assert make_worker(spec, budget=LocalBudget(5), events=events).run() == 1
     assert states(study) == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
     assert ("study_done", {"reason": "the study holds its total of 4 trials"}) in events.sent
+
+
+def test_a_survivor_runs_the_retry_of_a_machine_lost_near_the_end(sqlite_url: str) -> None:
+    """--total 2, and the other machine died mid-trial (its heartbeat stopped): the survivor
+    waits for that trial to be found stale, runs its retry, and the study holds 2 finished
+    trials, not 1 COMPLETE, 1 FAIL and a retry left WAITING."""
+    from hpo.storage.engine import open_storage
+
+    spec = make_spec(sqlite_url, "tests.run.test_supervisor:INSTANT", trials=None, total=2,
+                     heartbeat_interval=1, grace_period=2)
+    launch.prepare(launch.Plan.of(spec))
+    storage = open_storage(sqlite_url, heartbeat_interval=1, grace_period=2)
+    study = optuna.load_study(study_name="instant", storage=storage)
+    dead = study.ask()
+    dead.suggest_float("x", 0.0, 1.0)
+    storage.record_heartbeat(dead._trial_id)  # one beat, then its machine is gone
+    worker = make_worker(spec, budget=LocalBudget(None))
+    worker.run()
+    trials = worker.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE,
+                                         TrialState.COMPLETE]
+    assert trials[2].params == trials[0].params  # the retry of the lost trial
+    assert counted_finished(trials) == 2
+
+
+def test_an_artifact_folder_that_cannot_be_written_costs_only_the_files(
+        sqlite_url: str, mnist_dir: Path, tmp_path: Path, caplog) -> None:
+    """HPO_ARTIFACT_DIR under a file (a read-only mount reads the same): the worker warns, and
+    the trial keeps its result; no checkpoint and no resume point is written."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    spec = make_spec(sqlite_url, trials=1, epochs=1, data_dir=str(mnist_dir),
+                     artifact_dir=str(blocker / "artifacts"), keep_checkpoints=2)
+    study = run_inline(spec)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+    assert "Cannot write checkpoints" in caplog.text
+    assert "Could not write the resume point" in caplog.text
+
+
+def _ends_the_program(trial: optuna.Trial, run) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 0:
+        raise SystemExit(0)
+    if trial.number == 1:
+        raise KeyboardInterrupt
+    return x
+
+
+def _exiting_study() -> StudyDefinition:
+    from tests.run.test_supervisor import definition
+
+    return definition("exiting", _ends_the_program)
+
+
+EXITING = _exiting_study()
+
+
+def test_an_objective_that_exits_fails_only_its_trial(sqlite_url: str) -> None:
+    """sys.exit() or KeyboardInterrupt raised by the user's objective is that trial's failure,
+    with the reason, not a lost worker (3 restarts, 4 FAIL rows of the same params)."""
+    study = run_inline(make_spec(sqlite_url, "tests.run.test_worker:EXITING", trials=3))
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE"]
+    assert [t.user_attrs.get("fail_reason") for t in trials[:2]] == [
+        "the objective called sys.exit(0)", "the objective raised KeyboardInterrupt"]

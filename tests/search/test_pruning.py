@@ -383,3 +383,15 @@ def test_a_pruner_that_needs_leaders_refuses_none() -> None:
     with pytest.raises(ValueError, match="The pruner 'leaders' of study 'mine' needs leaders"):
         plain_definition(leaders=None)
     assert plain_definition(leaders=None, pruner="asha").leaders is None
+
+
+@pytest.mark.parametrize("pruner_name", ["hyperband", "asha", "median", "leaders"])
+def test_the_baseline_is_never_pruned_by_any_rule(pruner_name: str) -> None:
+    """The baseline's exemption lives in the pruner, the one place that decides: below the
+    floor, behind the leaders, ranked low by Optuna's pruner, it still runs to the end."""
+    study = new_study(pruner_name)
+    finish(study, [0.99] * EPOCHS)
+    finish(study, [0.99] * EPOCHS)
+    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    assert report(study.ask(), [0.11] * EPOCHS) is None
+    assert report(study.ask(), [0.11] * EPOCHS) == 1  # the same curve, not the baseline

@@ -71,3 +71,34 @@ def test_an_unreachable_server_is_one_sentence_without_the_password() -> None:
     assert message.endswith("check that the server is running and that the URL, user and "
                             "password are right.")
     assert "s3cret-pw" not in message
+
+
+def _open_at_once(url: str, barrier, answers) -> None:
+    barrier.wait()
+    try:
+        open_storage(url).get_all_studies()
+        answers.put("ok")
+    except BaseException as error:  # reported to the test, which names it
+        answers.put(f"{type(error).__name__}: {error}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql",
+                                                            marks=pytest.mark.postgres)])
+def test_six_processes_create_a_new_database_at_once(backend: str,
+                                                     request: pytest.FixtureRequest) -> None:
+    """A Slurm array or a Kubernetes Job starts every worker on a database that does not
+    exist yet: all of them create its tables at once, and every one must succeed."""
+    import multiprocessing
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
+    ctx = multiprocessing.get_context("fork")  # hpo is imported already: they start at once
+    barrier, answers = ctx.Barrier(6), ctx.Queue()
+    processes = [ctx.Process(target=_open_at_once, args=(url, barrier, answers))
+                 for _ in range(6)]
+    for process in processes:
+        process.start()
+    got = [answers.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    assert got == ["ok"] * 6

@@ -117,3 +117,41 @@ def test_every_storage_call_rides_out_a_dropped_connection(
 
     CALLS[name](storage, study_id, trial_id)
     assert drops == [1]  # the first statement failed, and the call went on to succeed
+
+
+class _DriverError(Exception):
+    def __init__(self, message: str, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(("sqlstate", "waits"), [
+    (None, True),  # connection refused: a server restarting
+    ("57P01", True),  # terminating connection due to administrator command
+    ("28P01", False),  # password authentication failed
+    ("3D000", False),  # the database does not exist
+])
+def test_only_what_waiting_can_fix_is_retried(sqlstate: str | None, waits: bool) -> None:
+    error = sqlalchemy.exc.OperationalError("SELECT 1", {}, _DriverError("no", sqlstate))
+    assert is_connection_error(error) is waits
+
+
+def test_a_worker_opening_the_storage_rides_out_an_outage(sqlite_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from hpo.storage import engine
+
+    real, calls = engine.RDBStorage, []
+
+    def down_twice(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise lost_connection()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "RDBStorage", down_twice)
+    with pytest.raises(engine.HpoError, match="Cannot reach the database"):
+        open_storage(sqlite_url, outage_tolerance=30)  # a command's first contact: at once
+    calls.clear()
+    assert open_storage(sqlite_url, outage_tolerance=30, ride_out=True).get_all_studies() == []
+    assert len(calls) == 3

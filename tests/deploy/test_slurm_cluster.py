@@ -78,8 +78,10 @@ class Watch:
 
     def _sample(self) -> None:
         while not self._done.is_set():
-            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-            self.workers_seen |= "hpo worker" in ps or "-m hpo" in ps or "/hpo worker" in ps
+            ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                text=True).stdout
+            # This checkout's hpo worker, started by the array's script.
+            self.workers_seen |= f"{BIN}/hpo worker {STUDY}" in ps
             self.seen.append(ps)
             for command in (("squeue", "-o", "%all"), ("scontrol", "-d", "show", "job",
                                                          self.job)):
@@ -140,7 +142,7 @@ def test_array_of_four_fills_the_study_to_its_total(slurm_cluster: SlurmCluster,
         f"hpo worker, Slurm job {job} task {task}" for task in range(4)}
 
     # The password was never on a command line, in Slurm's view of the job or its output.
-    assert watch.workers_seen, "ps never caught a worker running"
+    assert watch.workers_seen, f"ps never caught a worker running: {watch.seen[-3:]}"
     outputs = [output_of(tmp_path, job, task) for task in range(4)]
     for text in watch.seen + outputs:
         assert PASSWORD not in text

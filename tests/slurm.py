@@ -106,8 +106,11 @@ class SlurmCluster:
                               check=check, timeout=timeout)
 
     def start(self) -> SlurmCluster:
-        for folder in ("munge", "state", "spool", "gpu", "jobs"):
+        for folder in ("munge", "state", "gpu", "jobs"):
             (self.root / folder).mkdir(mode=0o700)
+        # A job run as another user (sbatch --uid) executes its script from the spool.
+        self.root.chmod(0o755)
+        (self.root / "spool").mkdir(mode=0o755)
         self._start_munge()
         gpus = self.root / "gpu"
         for index in range(4):
@@ -192,8 +195,9 @@ class SlurmCluster:
         """Cancel what runs, then stop every daemon this cluster started, by PID."""
         with contextlib.suppress(Exception):
             if self.processes.get("slurmctld") and self.jobs():
-                self.run("scancel", "--full", "--signal=KILL", "-u", "root", check=False)
-                self.run("scancel", "-u", "root", check=False)
+                # Every job, whoever runs it (a test may submit as another user, --uid):
+                # SIGTERM first, so a database job shuts its server down cleanly.
+                self.run("scancel", *self.jobs(), check=False)
                 self._wait(lambda: not self.jobs(), "the jobs to end", timeout=60)
         for name in ("slurmd", "slurmctld", "munged"):
             process = self.processes.pop(name, None)

@@ -8,7 +8,9 @@ heartbeat thread (SQLAlchemy sessions are per thread). The launcher itself holds
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,27 @@ def _tune_sqlite_engine(engine: sqlalchemy.Engine) -> None:
         connection.exec_driver_sql("BEGIN" if reading() else "BEGIN IMMEDIATE")
 
 
+SCHEMA_RACE_ATTEMPTS = 5
+
+
+def _rdb_storage(location: StorageUrl, heartbeat_interval: int | None,
+                 grace_period: int | None) -> RDBStorage:
+    with warnings.catch_warnings():
+        # Heartbeats and the retry callback are marked experimental; they are what we want.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            location.url,
+            engine_kwargs=engine_kwargs(location),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=(
+                RetryHeartbeatStaleTrialCallback(max_retry=STALE_TRIAL_MAX_RETRY)
+                if heartbeat_interval
+                else None
+            ),
+        )
+
+
 def open_storage(
     url: str | StorageUrl,
     *,
@@ -104,20 +127,17 @@ def open_storage(
     try:
         if path is not None:
             _prepare_sqlite(path)
-        with warnings.catch_warnings():
-            # Heartbeats and the retry callback are marked experimental; they are what we want.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = RDBStorage(
-                location.url,
-                engine_kwargs=engine_kwargs(location),
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=(
-                    RetryHeartbeatStaleTrialCallback(max_retry=STALE_TRIAL_MAX_RETRY)
-                    if heartbeat_interval
-                    else None
-                ),
-            )
+        for attempt in range(SCHEMA_RACE_ATTEMPTS):
+            try:
+                rdb = _rdb_storage(location, heartbeat_interval, grace_period)
+                break
+            except sqlalchemy.exc.IntegrityError:
+                # Workers started together on an empty PostgreSQL database (a Slurm array
+                # beside postgres.sbatch) all create Optuna's tables at once, and all but one
+                # hit a duplicate key in the catalog; the tables exist on the next try.
+                if attempt == SCHEMA_RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 + random.random())
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
             sqlite3.Error) as error:
         raise HpoError(

@@ -235,3 +235,65 @@ def test_slurms_faults_end_the_study_at_its_total(slurm_cluster: SlurmCluster,
     for task in ("0", "3"):
         assert (tasks[task]["JobState"], tasks[task]["ExitCode"]) == ("COMPLETED", "0:0"), \
             context
+
+
+@pytest.fixture
+def postgres_folder():
+    """A folder the ``postgres`` user owns, outside the tests' root-only temporary folders:
+    postgres.sbatch runs as that user (initdb refuses root)."""
+    import shutil
+    import tempfile
+
+    from tests.postgres import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"postgres.sbatch needs PostgreSQL: {reason}")
+    folder = Path(tempfile.mkdtemp(prefix="hpo-slurm-db-"))
+    shutil.chown(folder, user="postgres", group="postgres")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgres_job_serves_the_worker_array(slurm_cluster: SlurmCluster, mnist_dir: Path,
+                                              postgres_folder: Path, tmp_path: Path) -> None:
+    """The README's two lines: postgres.sbatch as a job, then the workers with
+    --dependency=after on it, the storage URL passed only through the file the first writes."""
+    from tests.postgres import find_binary, free_port
+
+    url_file = postgres_folder / "storage-url"
+    pg_bin = str(Path(find_binary("initdb")).parent)
+    env = slurm_cluster.env(PATH=f"{pg_bin}:{BIN}:{os.environ['PATH']}",
+                            HOME=str(postgres_folder), HPO_DB_DIR=str(postgres_folder / "data"),
+                            HPO_DB_PORT=str(free_port()), HPO_STORAGE_FILE=str(url_file),
+                            HPO_STUDY=STUDY, HPO_TOTAL="4")
+    # As the postgres user, as a real user who is not root runs it (--uid: root only).
+    db = slurm_cluster.sbatch("--uid=postgres", "--gid=postgres", "--cpus-per-task=1",
+                              "--mem=500M", f"--output={postgres_folder}/postgres-%j.out",
+                              f"--chdir={postgres_folder}", str(ROOT / "deploy" / "slurm" /
+                                                                 "postgres.sbatch"), env=env)
+    job = slurm_cluster.sbatch(f"--dependency=after:{db}", "--array=0-3", "--cpus-per-task=1",
+                               "--mem=500M", f"--output={tmp_path}/hpo-worker-%A_%a.out",
+                               f"--chdir={tmp_path}", str(WORKER_SCRIPT), "--data-dir",
+                               str(mnist_dir), "--heartbeat-interval", "2", env=env)
+    try:
+        wait_for(lambda: not set(slurm_cluster.jobs()) & {f"{job}_{i}" for i in range(4)}
+                 and not any(j.startswith(f"{job}_") for j in slurm_cluster.jobs()),
+                 timeout=400, interval=1, what="the worker array to end")
+        tasks = task_records(slurm_cluster, job)
+        logs = {task: output_of(tmp_path, job, task) for task in range(4)}
+        assert {(r["JobState"], r["ExitCode"]) for r in tasks.values()} == {
+            ("COMPLETED", "0:0")}, (tasks, logs)
+        url = url_file.read_text().strip()
+        trials = optuna.load_study(study_name=STUDY, storage=url).get_trials()
+        assert len(counted(trials)) == 4, logs
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+        password = url.split(":")[2].split("@")[0]
+        assert oct(url_file.stat().st_mode & 0o777) == "0o600"
+        for text in [*logs.values(), slurm_cluster.run("scontrol", "show", "job", db).stdout]:
+            assert password not in text
+    finally:
+        slurm_cluster.run("scancel", db, check=False)  # the server stops on SIGTERM
+        slurm_cluster.wait_until_empty(timeout=120)
+    db_log = next(postgres_folder.glob("postgres-*.out")).read_text()
+    assert "hpo-postgres: serving on" in db_log and password not in db_log

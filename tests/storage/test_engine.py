@@ -71,3 +71,29 @@ def test_an_unreachable_server_is_one_sentence_without_the_password() -> None:
     assert message.endswith("check that the server is running and that the URL, user and "
                             "password are right.")
     assert "s3cret-pw" not in message
+
+
+@pytest.mark.postgres
+def test_workers_starting_together_on_an_empty_database_all_open_it(postgres_url: str) -> None:
+    """Optuna creates its tables when a storage first opens; workers that start at once on an
+    empty PostgreSQL database (a Slurm array beside postgres.sbatch) race to do it, and the
+    losers hit a duplicate key in the catalog. Every one must open the storage."""
+    import threading
+
+    opened: list[object] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(open_storage(postgres_url))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(opened) == 6

@@ -297,3 +297,34 @@ def test_postgres_job_serves_the_worker_array(slurm_cluster: SlurmCluster, mnist
         slurm_cluster.wait_until_empty(timeout=120)
     db_log = next(postgres_folder.glob("postgres-*.out")).read_text()
     assert "hpo-postgres: serving on" in db_log and password not in db_log
+
+
+def test_stop_now_ends_the_array(slurm_cluster: SlurmCluster, postgres_url: str,
+                                 mnist_dir: Path, tmp_path: Path) -> None:
+    """hpo stop --now, from outside the cluster, ends every task of the array, each exiting 0,
+    their trials FAIL "stopped" and queued again; timed from the command to the last task's
+    exit, with the default heartbeat interval (10 s)."""
+    create_study(postgres_url, mnist_dir, epochs=200)
+    job = submit_workers(slurm_cluster, tmp_path, postgres_url, "--data-dir", str(mnist_dir),
+                         total=12)
+    wait_for(lambda: len(running_by_task(postgres_url, job, min_epochs=1)) == 4, timeout=300,
+             what="all four tasks to be mid-trial")
+    started = time.monotonic()
+    # The URL from the environment: on a command line, anyone's ps would show the password.
+    subprocess.run([sys.executable, "-m", "hpo", "stop", STUDY, "--now"], check=True,
+                   capture_output=True, env={**os.environ, "HPO_STORAGE": postgres_url})
+    marked = time.monotonic()
+    wait_for(lambda: not any(j.startswith(f"{job}_") for j in slurm_cluster.jobs()),
+             timeout=120, interval=0.1, what="the array to end")
+    ended = time.monotonic()
+    print(f"hpo stop --now to the last task's exit: {ended - started:.1f} s "
+          f"({ended - marked:.1f} s from the mark)")
+
+    tasks = task_records(slurm_cluster, job)
+    assert {(r["JobState"], r["ExitCode"]) for r in tasks.values()} == {("COMPLETED", "0:0")}
+    trials = trials_of(postgres_url)
+    stopped = [t for t in trials if t.user_attrs.get(FAIL_REASON_ATTR) == "stopped"]
+    assert len(stopped) == 4 and all(t.state == TrialState.FAIL for t in stopped)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    # Seen within one heartbeat interval: far from the 200 epochs the trials had left.
+    assert ended - marked < 60

@@ -150,3 +150,23 @@ def restartable_postgres():
     server.start()
     yield server
     server.destroy()
+
+
+# -- Slurm ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A single-node Slurm cluster for the session (tests/slurm.py), stopped at its end. Skips,
+    with the reason, only where slurm-wlm or munge is missing or the tests do not run as root."""
+    from tests.slurm import SlurmCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no Slurm cluster for tests: {reason}")
+    cluster = SlurmCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()

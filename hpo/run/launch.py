@@ -16,6 +16,7 @@ cannot share them, resolve the reference and open the storage again.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -37,7 +38,7 @@ from hpo.results.summary import (
     best_trial_or_none,
     wasted_epochs,
 )
-from hpo.run import presence, stop
+from hpo.run import presence, stale, stop
 from hpo.run.budget import counted, replaced_by_retries
 from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
 from hpo.search.algorithms import check_sampler
@@ -218,6 +219,13 @@ def prepare(plan: Plan) -> Prepared:
                                               synthetic=spec.synthetic, spec=spec.record())
     stop.clear(study)  # a study stopped with hpo stop runs again, and the user is told
     presence.forget_stale(study)
+    if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0"):
+        # A Slurm task that was requeued: what it was running when Slurm stopped it resumes.
+        retried = stale.retry_interrupted(storage, study, presence.origin_of(spec.started_by))
+        if retried:
+            log.warning("This Slurm task was requeued: trial(s) %s, interrupted when it stopped, "
+                        "queued again to resume from their last epoch.",
+                        ", ".join(map(str, retried)))
     budget, note = spec.trials, None
     if spec.sampler == "grid" and definition.grid_size is not None:
         left = definition.grid_size - len(_optuna.grid_points_tried(

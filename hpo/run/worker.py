@@ -41,6 +41,8 @@ from hpo.storage.attributes import (
     BASELINE_ATTR,
     EPOCHS_RUN_ATTR,
     FAIL_REASON_ATTR,
+    INTERRUPTED_REASON,
+    ORIGIN_ATTR,
     PRUNED_REASON_ATTR,
     SECONDS_PER_EPOCH_ATTR,
     STOPPED_REASON,
@@ -359,6 +361,9 @@ class Worker:
                            self.spec.heartbeat_interval, on_beat=self._on_beat):
                 trial.set_user_attr("device", self.slot.device)
                 trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                # Where the worker came from (a Slurm job and array task, a Kubernetes pod):
+                # its presence record goes when it exits, the trial keeps this.
+                trial.set_user_attr(ORIGIN_ATTR, self.presence.record["origin"])
                 trial.set_user_attr("seed", run.seed)
                 with self.stop.interruptible():
                     value = float(self.definition.objective(trial, run))
@@ -381,7 +386,7 @@ class Worker:
                 reason = "the objective raised KeyboardInterrupt"
             else:
                 interrupted = True
-                reason = self.stop.reason or "interrupted: the worker was asked to stop"
+                reason = self.stop.reason or f"{INTERRUPTED_REASON}: the worker was asked to stop"
         except SystemExit as error:  # sys.exit() in the objective ends its trial, not the worker
             reason = f"the objective called sys.exit({error.code!r})"
         except Exception as error:  # anything inside a trial fails only that trial

@@ -28,10 +28,14 @@ WORKER_ATTR_PREFIX = "worker:"
 # On trials (user attributes):
 BASELINE_ATTR = "baseline"  # the trial enqueued from StudyDefinition.baseline
 FAIL_REASON_ATTR = "fail_reason"
+ORIGIN_ATTR = "origin"  # where its worker came from: launch, hpo worker, a Slurm task, a pod
 # How the fail_reason of a trial whose worker was lost begins (killed, crashed, stopped beating):
 # such a trial does not count against a budget, because its retry, with the same params, does.
 LOST_REASON = "worker lost"
 STOPPED_REASON = "stopped"  # the fail_reason of a trial that hpo stop --now interrupted
+# How the fail_reason of a trial its worker was asked to stop (a signal) begins: it counts, and
+# is retried only when Slurm requeues the task that ran it (hpo.run.stale.retry_interrupted).
+INTERRUPTED_REASON = "interrupted"
 PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"
 RESUMED_FROM_ATTR = "resumed_from_epoch"  # a retry that went on from its original's epoch

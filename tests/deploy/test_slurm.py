@@ -70,7 +70,8 @@ def test_storage_url_comes_from_a_private_file(tmp_path: Path) -> None:
 
 
 def test_no_storage_is_one_clear_sentence(tmp_path: Path) -> None:
-    result = subprocess.run(["bash", str(WORKER_SCRIPT)], env=slurm_task_env(tmp_path),
+    result = subprocess.run(["bash", str(WORKER_SCRIPT)],
+                            env=slurm_task_env(tmp_path, HPO_STORAGE_WAIT="0"),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == (

@@ -20,9 +20,8 @@ from optuna.trial import TrialState
 from hpo import data, registry
 from hpo.definition import StudyDefinition
 from hpo.errors import HpoError, first_line
-from hpo.spec import LaunchSpec
-from hpo.storage import records
-from hpo.storage.attributes import EPOCHS_RUN_ATTR, TEST_ATTR
+from hpo.spec import LaunchSpec, check_recorded
+from hpo.storage.attributes import EPOCHS_RUN_ATTR, SPEC_ATTR, TEST_ATTR
 from hpo.train import loop
 from hpo.train.checkpoints import load_checkpoint
 from hpo.train.resume import original_trial_number
@@ -63,13 +62,15 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
 def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
              artifact_dir: Path, device: str, retrain: bool = False,
              again: bool = False) -> Evaluation:
-    recorded = records.recorded_spec(study)
+    # Checked before the reference is imported: storage is not to be trusted (hpo.spec).
+    recorded = check_recorded(study.user_attrs.get(SPEC_ATTR), study.study_name)
     reference = recorded.get("study")
     if not reference:
         raise HpoError(f"Study '{study.study_name}' was not made by 'hpo launch', so hpo "
                        "cannot rebuild its networks: evaluate a study that 'hpo launch' "
                        "created.")
     definition = registry.resolve_recorded(reference, study.study_name).definition
+    check_recorded(recorded, study.study_name, definition=definition)
     trial = pick_trial(study, trial_number)
     recorded_test = study.user_attrs.get(TEST_ATTR)
     if recorded_test and recorded_test.get("trial") == trial.number and not again:

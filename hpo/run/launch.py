@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -41,7 +41,13 @@ from hpo.run.budget import counted, replaced_by_retries
 from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
 from hpo.run.worker import STOPPED_REASON
 from hpo.search.algorithms import check_sampler
-from hpo.spec import GRACE_PERIOD, HEARTBEAT_INTERVAL, LaunchSpec
+from hpo.spec import (
+    GRACE_PERIOD,
+    HEARTBEAT_INTERVAL,
+    LaunchSpec,
+    check_recorded,
+    option_problem,
+)
 from hpo.storage import records
 from hpo.storage.attributes import FAIL_REASON_ATTR, metric_name
 from hpo.storage.engine import open_storage
@@ -140,7 +146,9 @@ def plan(reference: str | None, *, worker: bool, study_name: str | None, storage
                 raise
             log.warning("Planning without the study's recorded settings: %s", error)
     if worker:
-        resolved, name, recorded = _study_for_worker(storage, reference, study_name)
+        resolved, name, recorded = _study_for_worker(
+            storage, reference, study_name,
+            given_flags={key for key, value in flags.items() if value is not None})
     else:
         if reference is None:
             raise HpoError("No study given: name one (see 'hpo studies'), or give a file such "
@@ -166,16 +174,17 @@ def plan(reference: str | None, *, worker: bool, study_name: str | None, storage
 
 
 def _check_option_values(options: Mapping[str, Any]) -> None:
-    """The built-in studies' options, checked before anything else (hpo launch --subset, ...)."""
-    subset, weights = options.get("subset"), options.get("weights")
-    if subset is not None and not 0 < subset <= 1:
-        raise HpoError(f"--subset must be a fraction in (0, 1], not {subset}.")
-    if weights is not None and weights not in ("imagenet", "none"):
-        raise HpoError(f"--weights must be imagenet or none, not {weights!r}.")
+    """The options given as flags (hpo launch --subset, ...), checked before anything else by
+    the rules that also check them when read back from storage."""
+    for name, value in options.items():
+        must = option_problem(name, value)
+        if must is not None:
+            raise HpoError(f"--{name} must be {must}, not {value!r}.")
 
 
 def _study_for_worker(storage: ResilientStorage | None, given: str | None,
-                      study_name: str | None) -> tuple[ResolvedStudy, str, dict[str, Any] | None]:
+                      study_name: str | None, given_flags: Collection[str] = ()
+                      ) -> tuple[ResolvedStudy, str, dict[str, Any] | None]:
     """Which study ``hpo worker`` joins: a stored study resolves the reference recorded on it
     (so every machine trains the same definition); otherwise ``given`` is resolved, and the
     study will be created with the definition's defaults."""
@@ -183,9 +192,12 @@ def _study_for_worker(storage: ResilientStorage | None, given: str | None,
     name = study_name or (given if given in names else None)
     recorded = records.stored_spec(storage, name) if storage is not None and name in names \
         else None
-    reference = (recorded or {}).get("study")
+    # Checked before the reference is imported: storage is not to be trusted (hpo.spec).
+    recorded = check_recorded(recorded, str(name), given=given_flags)
+    reference = recorded.get("study")
     if reference:
-        resolved = registry.resolve_recorded(reference, str(name))
+        resolved = registry.resolve_recorded(reference, str(name), named=given)
+        check_recorded(recorded, str(name), given=given_flags, definition=resolved.definition)
         if given and given != name:
             other = registry.resolve(given)
             if other.definition.name != resolved.definition.name:

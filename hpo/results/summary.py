@@ -71,10 +71,7 @@ def summarize(study: Study) -> StudySummary:
 def worker_state(record: dict[str, Any], now: datetime) -> tuple[float | None, bool]:
     """A worker record's heartbeat age in seconds, and whether it is stale (past its grace
     period, or unreadable)."""
-    age = attributes.heartbeat_age(record, now)
-    grace = record.get("grace_period")
-    stale = age is None or not isinstance(grace, int | float) or age > grace
-    return age, stale
+    return attributes.heartbeat_age(record, now), attributes.is_stale(record, now)
 
 
 def describe_worker(record: dict[str, Any], metric: str, now: datetime) -> str:
@@ -172,7 +169,10 @@ class WastedEpochs:
 
 
 def epochs_run(trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get(attributes.EPOCHS_RUN_ATTR, len(trial.intermediate_values)))
+    from hpo.spec import MAX_EPOCHS
+
+    return attributes.recorded_count(trial.user_attrs, attributes.EPOCHS_RUN_ATTR,
+                                     default=len(trial.intermediate_values), most=MAX_EPOCHS)
 
 
 def wasted_epochs(study: Study, trials: Sequence[FrozenTrial] | None = None

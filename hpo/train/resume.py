@@ -40,10 +40,18 @@ def original_trial_number(trial: optuna.trial.FrozenTrial) -> int | None:
     with warnings.catch_warnings():  # marked experimental, but the documented public route
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
-        if history:
-            return int(history[0])
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return None if number is None else int(number)
+    if isinstance(history, list) and history:
+        number = history[0]
+    if number is None:
+        return None
+    # Read back from storage, which others can write: only an earlier trial can be retried.
+    if isinstance(number, bool) or not isinstance(number, int) \
+            or not 0 <= number < trial.number:
+        log.warning("Trial %d records that it retries trial %.40r, which is no earlier trial; "
+                    "it trains from scratch with its own seed.", trial.number, number)
+        return None
+    return number
 
 
 def safe_name(study_name: str) -> str:

@@ -7,7 +7,9 @@ commands can use it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +40,17 @@ PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"
 RESUMED_FROM_ATTR = "resumed_from_epoch"  # a retry that went on from its original's epoch
 SECONDS_PER_EPOCH_ATTR = "seconds_per_epoch"
+
+
+def file_name_of(study_name: str) -> str:
+    """The study's name as one file or folder name (reports, resume points): study names come
+    from storage, which anyone with the dashboard can write, so they must not point anywhere
+    else, and names of up to 512 characters must fit the file system's 255 bytes. A name that
+    is not already safe and short gets a hash of the whole name, so two never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
+    if safe != study_name or len(safe) > 80:
+        safe = f"{safe[:80]}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
+    return safe
 
 
 def metric_name(study: Any) -> str:

@@ -13,10 +13,8 @@ machines share resume points only through a shared ``HPO_ARTIFACT_DIR``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from hpo.errors import first_line
+from hpo.storage.attributes import file_name_of
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +54,8 @@ def original_trial_number(trial: optuna.trial.FrozenTrial) -> int | None:
 
 
 def safe_name(study_name: str) -> str:
-    """The study's name as one folder name: names come from storage, which anyone with the
-    dashboard can write, and must not point anywhere else."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
-    if safe != study_name:
-        safe = f"{safe[:80]}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
-    return safe
+    """The study's name as one folder name, bounded and hashed (see file_name_of)."""
+    return file_name_of(study_name)
 
 
 def resume_path(artifact_dir: str | Path, study_name: str, trial_number: int) -> Path:

@@ -337,3 +337,18 @@ def test_a_killed_worker_s_trial_resumes_at_epoch_7_in_a_real_launch(
           f"({retry.user_attrs['seconds_per_epoch']} s/epoch); the original's 7 epochs took "
           f"{(original.datetime_complete - original.datetime_start).total_seconds():.1f} s; "
           f"whole launch {wall:.1f} s")
+
+
+@pytest.mark.parametrize("length", [256, 300, 512])
+def test_a_study_name_of_up_to_512_characters_keeps_its_resume_point(tmp_path: Path,
+                                                                     length: int) -> None:
+    """Study names fill Optuna's 512-character column; every file name hpo derives from one is
+    bounded and hashed, so a retry never meets "File name too long" (issue 18, Part 3)."""
+    from hpo.train.resume import ResumePoint, resume_path
+
+    names = ["a" * length, "a" * (length - 1) + "b"]
+    paths = [resume_path(tmp_path, name, 3) for name in names]
+    assert paths[0] != paths[1] and all(len(p.parent.name) <= 100 for p in paths)
+    point = ResumePoint(paths[0], {"trial": 3})
+    point.save([0.5], {"epoch": 1})
+    assert paths[0].exists()

@@ -593,3 +593,34 @@ def test_evaluate_a_garbage_checkpoint(evaluated_study: Path, tmp_path: Path,
     result = invoke("evaluate", "mnist-mlp", "--storage", f"sqlite:///{tmp_path / 'copy/hpo.db'}",
                     "--device", "cpu", env={"HPO_ARTIFACT_DIR": str(artifacts)})
     assert_user_error(result, "The checkpoint of trial 0", "--retrain")
+
+
+# -- control characters from storage never reach the terminal (issue 18, Part 3) -------------
+
+ESCAPES = "x\x1b[31mRED\x1b]0;title\x07y\r\x1b[2J"
+
+
+@pytest.fixture
+def escaping_study(sqlite_url: str) -> str:
+    """A study whose name, attributes and worker record hold terminal escape sequences."""
+    study = foreign_study(sqlite_url, ESCAPES)
+    study.set_user_attr("worker:a:1", {"host": ESCAPES, "pid": 1, "heartbeat": "x",
+                                       "grace_period": 30, "origin": ESCAPES})
+    study.set_user_attr("stopped", {"at": ESCAPES, "by": ESCAPES})
+    return sqlite_url
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", ESCAPES], ["best", ESCAPES],
+                                  ["trials", ESCAPES], ["status", "nothing-here"]],
+                         ids=["status", "status-study", "best", "trials", "unknown"])
+def test_escape_sequences_stored_in_a_study_never_reach_the_terminal(
+        escaping_study: str, args: list[str], capsys) -> None:
+    from hpo import reads
+
+    result = invoke(*args, "--storage", escaping_study)
+    output = result.stdout + result.stderr
+    assert "\\x1b[31mRED" in output  # shown, escaped
+    assert not any(c in output for c in "\x1b\x07\r"), repr(output)
+    assert reads.answer([*args, "--storage", escaping_study]) in (0, None)  # the fast path
+    fast = capsys.readouterr()
+    assert not any(c in fast.out + fast.err for c in "\x1b\x07\r"), repr(fast.out)

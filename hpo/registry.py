@@ -48,6 +48,11 @@ ENTRY_POINT_GROUP = "hpo.studies"
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
+class UnknownStudy(HpoError):
+    """A reference that is no installed name, file or module: the caller may know it as a
+    stored study's name."""
+
+
 @dataclass(frozen=True)
 class ResolvedStudy:
     definition: StudyDefinition
@@ -184,8 +189,9 @@ def _resolve(reference: str) -> ResolvedStudy:
         definition = _pick(module, pick, where=f"module '{target}'")
         return ResolvedStudy(_not_shadowing(definition, reference), reference)
     known = ", ".join(installed_names()) or "none installed"
-    raise HpoError(f"Unknown study '{reference}': choose one of {known} (see 'hpo studies'), "
-                   "or give a file (my_study.py) or a module (mypkg.studies:NAME).")
+    raise UnknownStudy(f"Unknown study '{reference}': choose one of {known} (see 'hpo "
+                       "studies'), or give a file (my_study.py) or a module "
+                       "(mypkg.studies:NAME).")
 
 
 def _not_shadowing(definition: StudyDefinition, reference: str) -> StudyDefinition:

@@ -624,3 +624,38 @@ def test_escape_sequences_stored_in_a_study_never_reach_the_terminal(
     assert reads.answer([*args, "--storage", escaping_study]) in (0, None)  # the fast path
     fast = capsys.readouterr()
     assert not any(c in fast.out + fast.err for c in "\x1b\x07\r"), repr(fast.out)
+
+
+# -- corrupt rows, a folder as the database, a malformed IPv6 URL (issue 18, Part 3) --------
+
+CORRUPTIONS = {
+    "study-attribute": "UPDATE study_user_attributes SET value_json = '{bad'",
+    "trial-attribute": "UPDATE trial_user_attributes SET value_json = '{'",
+    "start-time": "UPDATE trials SET datetime_start = 'yesterday'",
+    "value": "UPDATE trial_values SET value = 'abc'",
+    "distribution": "UPDATE trial_params SET distribution_json = 'nope'",
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+@pytest.mark.parametrize("command", ["status", "best", "trials", "export"])
+def test_a_corrupt_row_is_one_sentence(sqlite_url: str, corruption: str, command: str) -> None:
+    foreign_study(sqlite_url, "s")
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
+        db.execute(CORRUPTIONS[corruption])
+    result = invoke(command, "s", "--storage", sqlite_url)
+    assert_user_error(result, "Study 's' in sqlite:///", "holds a row that hpo cannot read")
+
+
+@pytest.mark.parametrize("command", [["status"], ["best", "s"], ["worker", "mnist-mlp"],
+                                     ["launch", "mnist-mlp", "--synthetic"]])
+def test_a_folder_given_as_the_database_is_one_sentence(tmp_path: Path, command) -> None:
+    (tmp_path / "folder.db").mkdir()
+    result = invoke(*command, "--storage", f"sqlite:///{tmp_path / 'folder.db'}")
+    assert_user_error(result, "is a folder, not a SQLite database file")
+
+
+@pytest.mark.parametrize("command", [["status"], ["best", "s"], ["trials", "s"]])
+def test_a_malformed_ipv6_url_is_one_sentence_without_the_password(command) -> None:
+    result = invoke(*command, "--storage", "postgresql://ann:s3cret@[::1/hpo")
+    assert_user_error(result, "is malformed", secret="s3cret")

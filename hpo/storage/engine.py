@@ -103,6 +103,8 @@ def open_storage(
     path = location.sqlite_path
     try:
         if path is not None:
+            if not path.exists():  # created now: its folder too (checked by check_storage_url)
+                path.parent.mkdir(parents=True, exist_ok=True)
             _prepare_sqlite(path)
         with warnings.catch_warnings():
             # Heartbeats and the retry callback are marked experimental; they are what we want.

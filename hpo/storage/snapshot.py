@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hpo import _optuna
-from hpo.errors import HpoError
-from hpo.storage.urls import missing_database, sqlite_path
+from hpo.errors import HpoError, first_line
+from hpo.storage.urls import folder_database, mask_url, missing_database, sqlite_path
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,18 @@ class Snapshot:
         return [name for (name,) in self._rows(_optuna.SQL_STUDY_NAMES)]
 
     def load(self, name: str) -> StoredStudy | None:
-        """The study ``name``, or None if there is none."""
+        """The study ``name``, or None if there is none; HpoError, in one sentence, if a row of
+        it cannot be read (written outside Optuna: invalid JSON, a date or a value that is
+        none)."""
+        try:
+            return self._load(name)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            raise HpoError(f"Study '{name}' in {mask_url(self.url)} holds a row that hpo cannot "
+                           f"read ({first_line(error, typed=True, limit=120)}): it was changed "
+                           "outside hpo and Optuna; restore the database from a backup, or "
+                           "repair that row.") from None
+
+    def _load(self, name: str) -> StoredStudy | None:
         found = self._rows(_optuna.SQL_STUDY_ID, name)
         if not found:
             return None
@@ -128,7 +139,10 @@ class Snapshot:
 def open_snapshot(url: str) -> Snapshot | None:
     """A snapshot of the storage at ``url``, or None where only Optuna can read it (another
     database, a driver that is missing). HpoError if a SQLite file does not exist."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: the full check says so in a sentence
+        return None
     scheme = parts.scheme.split("+")[0]
     if scheme == "sqlite":
         path = sqlite_path(url)
@@ -136,6 +150,8 @@ def open_snapshot(url: str) -> Snapshot | None:
             return None
         if not path.exists():
             raise missing_database(path)
+        if path.is_dir():
+            raise folder_database(path)
         # Read-only, so a reader can never create or change the file.
         connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
         return Snapshot(connection, url)

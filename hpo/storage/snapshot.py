@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hpo import _optuna
+from hpo import _optuna, plain
 from hpo.errors import HpoError, first_line
 from hpo.storage.urls import folder_database, mask_url, missing_database, sqlite_path
 
@@ -75,6 +76,13 @@ class StoredStudy:
         return [t for t in self.trials if t.state.name in wanted]
 
 
+# How long a read command waits for a SQLite database another process holds locked, in all, and
+# how long each attempt waits.
+LOCK_WAIT = 30.0
+LOCK_POLL = 1.0
+_gave_up = False  # this process already waited LOCK_WAIT for a locked database
+
+
 class Snapshot:
     """One connection to the storage, for reading its studies."""
 
@@ -87,11 +95,39 @@ class Snapshot:
         self.connection.close()
 
     def _rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        cursor = self.connection.cursor()
-        cursor.execute(sql.replace("?", self.placeholder), args)
-        rows = cursor.fetchall()
-        cursor.close()
-        return rows
+        waited_since = None
+        while True:
+            try:
+                cursor = self.connection.cursor()
+                cursor.execute(sql.replace("?", self.placeholder), args)
+                rows = cursor.fetchall()
+                cursor.close()
+                return rows
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+                waited_since = self._wait_for_lock(waited_since)
+
+    def _wait_for_lock(self, since: float | None) -> float:
+        """A SQLite database another process holds locked (an exclusive lock, or a write in
+        progress without WAL): say so once, and give up in one sentence after LOCK_WAIT
+        seconds, rather than wait silently for minutes. Returns when the waiting began."""
+        global _gave_up
+        now = time.monotonic()
+        if _gave_up or (since is not None and now - since >= LOCK_WAIT):
+            # Once: the full CLI reads again after the fast path gives up, and must not wait
+            # all over again.
+            _gave_up = True
+            raise HpoError(f"The database {mask_url(self.url)} stayed locked by another process "
+                           f"for {LOCK_WAIT:.0f} s: try again once it is free (a process holding "
+                           "an exclusive lock, such as a sqlite3 shell inside a transaction, "
+                           "must end it).")
+        if since is None:
+            plain.say(f"Waiting for {mask_url(self.url)}: another process holds the database "
+                      f"locked (giving up after {LOCK_WAIT:.0f} s)...", err=True)
+            since = now
+        time.sleep(LOCK_POLL)
+        return since
 
     def study_names(self) -> list[str]:
         return [name for (name,) in self._rows(_optuna.SQL_STUDY_NAMES)]
@@ -153,7 +189,9 @@ def open_snapshot(url: str) -> Snapshot | None:
         if path.is_dir():
             raise folder_database(path)
         # Read-only, so a reader can never create or change the file.
-        connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
+        # A short busy timeout per attempt: Snapshot._rows says that it waits, and for how long.
+        connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True,
+                                     timeout=LOCK_POLL)
         return Snapshot(connection, url)
     if scheme == "postgresql" and parts.scheme in ("postgresql", "postgresql+psycopg"):
         try:

@@ -175,6 +175,14 @@ def epochs_run(trial: FrozenTrial) -> int:
                                      default=len(trial.intermediate_values), most=MAX_EPOCHS)
 
 
+def epochs_trained(trial: FrozenTrial) -> int:
+    """The epochs ``trial`` trained itself: a retry that resumed after epoch r reports the first
+    r again, but its original trial already counts them (each epoch counts once)."""
+    ran = epochs_run(trial)
+    return ran - attributes.recorded_count(trial.user_attrs, attributes.RESUMED_FROM_ATTR,
+                                           default=0, most=ran)
+
+
 def wasted_epochs(study: Study, trials: Sequence[FrozenTrial] | None = None
                   ) -> WastedEpochs | None:
     """Wasted epochs among ``trials`` (default: all the study's finished trials), measured
@@ -194,7 +202,7 @@ def wasted_epochs(study: Study, trials: Sequence[FrozenTrial] | None = None
     for trial in trials if trials is not None else everything:
         if not trial.state.is_finished() or trial.user_attrs.get(attributes.BASELINE_ATTR):
             continue
-        ran = epochs_run(trial)
+        ran = epochs_trained(trial)
         epochs += ran
         last = trial.value if trial.state.name == "COMPLETE" else (
             trial.intermediate_values[trial.last_step] if trial.last_step is not None else None)

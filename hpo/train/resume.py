@@ -78,10 +78,17 @@ class ResumePoint:
         """Replace the file with this epoch's state. A failure (a full disk) is logged once
         per trial and costs only the resume point, never the trial."""
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        point = {"format": FORMAT, **self.identity, "values": list(values),
+                 "training": dict(training)}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"format": FORMAT, **self.identity, "values": list(values),
-                        "training": dict(training)}, temporary)
+            for attempt in (1, 2):  # a peer's discard may remove the empty folder in between
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    torch.save(point, temporary)
+                    break
+                except (FileNotFoundError, RuntimeError):  # torch: "Parent directory ..."
+                    if attempt == 2 or self.path.parent.exists():
+                        raise
             temporary.replace(self.path)
         except Exception as error:  # a resume point is never worth a trial
             with contextlib.suppress(OSError):
@@ -117,6 +124,10 @@ class ResumePoint:
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             self.path.unlink()
+        # The study's folder goes with its last resume point (rmdir removes only an empty one),
+        # so a finished study leaves no empty resume/<study>/ behind.
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()
 
     def _mismatch(self, point: Any) -> str | None:
         if not isinstance(point, dict) or point.get("format") != FORMAT:

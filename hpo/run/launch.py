@@ -224,7 +224,7 @@ def _resolve_or_stored(storage: ResilientStorage | None, location: StorageUrl, r
         return registry.resolve(reference), None
     except registry.UnknownStudy:
         names = records.study_names(storage) if storage is not None else []
-        if reference in names:
+        if storage is not None and reference in names:
             recorded = check_recorded(records.stored_spec(storage, reference), reference)
             if recorded.get("study"):
                 return registry.resolve_recorded(recorded["study"], reference), reference

@@ -96,22 +96,25 @@ def test_a_hostile_stop_mark_is_read_as_text_and_now_only_when_true(mark, expect
     assert stop_mark({STOP_ATTR: mark}) == expected
 
 
-HOSTILE_WORKERS = {
-    "worker:a:1": {"heartbeat": "now", "grace_period": 30},
-    "worker:b:2": {"heartbeat": datetime.now(UTC).isoformat(), "grace_period": "abc"},
-    "worker:c:3": "not a record",
-    "worker:d:4": {"heartbeat": 12, "grace_period": [30]},
-    "worker:e:5": {"host": "../x", "pid": None, "heartbeat": datetime.now(UTC).isoformat(),
-                   "grace_period": float("nan")},
-    "worker:f:6": {"heartbeat": (datetime.now(UTC) - timedelta(seconds=5)).isoformat(),
-                   "grace_period": 30, "trial": [1], "epoch": {"x": 1}, "value": "v",
-                   "device": None, "threads": "many"},
-}
+def hostile_workers() -> dict[str, Any]:
+    """Worker records as anyone could write them, and one live one (f), stamped now: a record
+    made at import would be stale by the time a slow run reaches the test."""
+    return {
+        "worker:a:1": {"heartbeat": "now", "grace_period": 30},
+        "worker:b:2": {"heartbeat": datetime.now(UTC).isoformat(), "grace_period": "abc"},
+        "worker:c:3": "not a record",
+        "worker:d:4": {"heartbeat": 12, "grace_period": [30]},
+        "worker:e:5": {"host": "../x", "pid": None, "heartbeat": datetime.now(UTC).isoformat(),
+                       "grace_period": float("nan")},
+        "worker:f:6": {"heartbeat": (datetime.now(UTC) - timedelta(seconds=5)).isoformat(),
+                       "grace_period": 30, "trial": [1], "epoch": {"x": 1}, "value": "v",
+                       "device": None, "threads": "many"},
+    }
 
 
 def test_hostile_worker_records_are_cleared_by_the_next_launch(sqlite_url: str) -> None:
     study = study_at(sqlite_url)
-    for key, record in HOSTILE_WORKERS.items():
+    for key, record in hostile_workers().items():
         study.set_user_attr(key, record)
     presence.forget_stale(study)
     left = {key: value for key, value in optuna.load_study(
@@ -122,7 +125,7 @@ def test_hostile_worker_records_are_cleared_by_the_next_launch(sqlite_url: str) 
 def test_status_shows_hostile_records_and_marks_without_a_traceback(sqlite_url: str) -> None:
     study = study_at(sqlite_url)
     study.add_trial(finished(2))
-    for key, record in HOSTILE_WORKERS.items():
+    for key, record in hostile_workers().items():
         study.set_user_attr(key, record)
     study.set_user_attr(STOP_ATTR, {"at": ["x"], "by": {"a": 1}, "now": "no"})
     for args in (["status"], ["status", "s"], ["status", "s", "--json"]):

@@ -84,16 +84,18 @@ def fail_and_retry(storage: ResilientStorage, study: optuna.Study, trial_id: int
 # for the grace period on its own monotonic clock; one older than that is failed at once, as a
 # worker killed long ago should be.
 SKEW_ALLOWANCE = 300.0
-_sightings: dict[int, tuple[datetime.datetime | None, float]] = {}
+# By storage and trial id: a process (a test run, say) may look at more than one database.
+_sightings: dict[tuple[str, int], tuple[datetime.datetime | None, float]] = {}
 
 
-def _unchanged_for(trial: _optuna.RunningTrial) -> float:
+def _unchanged_for(url: str, trial: _optuna.RunningTrial) -> float:
     """Seconds, on this process's monotonic clock, since it first saw ``trial``'s heartbeat as
     it is now."""
     now = time.monotonic()
-    seen = _sightings.get(trial.trial_id)
+    key = (url, trial.trial_id)
+    seen = _sightings.get(key)
     if seen is None or seen[0] != trial.heartbeat:
-        _sightings[trial.trial_id] = (trial.heartbeat, now)
+        _sightings[key] = (trial.heartbeat, now)
         return 0.0
     return now - seen[1]
 
@@ -113,7 +115,7 @@ def fail_stale_trials(storage: ResilientStorage, study: optuna.Study, *,
     running = storage.running_trials(_optuna.study_id_of(study))
     for trial in running:
         reason = stale_reason(trial, grace, now)
-        unchanged = _unchanged_for(trial)
+        unchanged = _unchanged_for(storage.url, trial)
         if reason is not None and not (one_clock and trial.heartbeat is not None) \
                 and _apparent_age(trial, now) <= grace + SKEW_ALLOWANCE and unchanged < grace:
             reason = None  # another machine's clock may be behind: watch it a while first
@@ -121,8 +123,10 @@ def fail_stale_trials(storage: ResilientStorage, study: optuna.Study, *,
             alive.append(trial)
         else:
             fail_and_retry(storage, study, trial.trial_id, reason)
-    for trial_id in set(_sightings) - {trial.trial_id for trial in running}:
-        _sightings.pop(trial_id, None)  # ended: forget it
+    ended = {key for key in _sightings if key[0] == storage.url} \
+        - {(storage.url, trial.trial_id) for trial in running}
+    for key in ended:
+        _sightings.pop(key, None)
     return alive
 
 

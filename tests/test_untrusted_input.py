@@ -659,3 +659,15 @@ def test_a_folder_given_as_the_database_is_one_sentence(tmp_path: Path, command)
 def test_a_malformed_ipv6_url_is_one_sentence_without_the_password(command) -> None:
     result = invoke(*command, "--storage", "postgresql://ann:s3cret@[::1/hpo")
     assert_user_error(result, "is malformed", secret="s3cret")
+
+
+@pytest.mark.parametrize("command", ["status", "best", "trials", "export", "report", "stop",
+                                     "evaluate"])
+def test_every_unknown_study_sentence_names_the_storage_and_how_to_point_elsewhere(
+        command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 18, Part 4: the storage looked in, its password masked, and the way to another."""
+    url = "sqlite:///hpo.db"
+    foreign_study(url, "there")
+    monkeypatch.setenv("HPO_STORAGE", url)
+    result = invoke(command, "cancer")
+    assert_user_error(result, "'cancer'", url, "point --storage (or HPO_STORAGE)")

@@ -239,5 +239,5 @@ def _external(value: float, distribution: dict[str, Any]) -> Any:
 def no_such_study(name: str, known: Sequence[str], where: str) -> HpoError:
     """The sentence for a study name that storage does not hold."""
     return HpoError(f"There is no study named '{name}' in {where} (studies there: "
-                    f"{', '.join(known) or 'none yet'}): check the name, or start it with "
-                    "'hpo launch'.")
+                    f"{', '.join(known) or 'none yet'}): check the name, point --storage (or "
+                    "HPO_STORAGE) at the storage that holds it, or start it with 'hpo launch'.")

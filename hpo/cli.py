@@ -85,7 +85,8 @@ def _user_errors(func: F) -> F:
         except HpoError as error:
             from hpo.storage.urls import scrub
 
-            message = scrub(str(error), os.environ.get(settings.STORAGE_ENV, ""))
+            message = plain.printable(
+                scrub(str(error), os.environ.get(settings.STORAGE_ENV, "")))
             stderr.print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
 

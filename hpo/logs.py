@@ -17,10 +17,20 @@ def to_console(console: Console, level: int = logging.INFO) -> None:
 
     root = logging.getLogger()
     if not any(isinstance(h, RichHandler) for h in root.handlers):
-        root.handlers[:] = [RichHandler(console=console, show_path=False, markup=False,
-                                        rich_tracebacks=False)]
+        handler = RichHandler(console=console, show_path=False, markup=False,
+                              rich_tracebacks=False)
+        handler.addFilter(_printable)
+        root.handlers[:] = [handler]
     root.setLevel(level)
     _optuna_through_root()
+
+
+def _printable(record: logging.LogRecord) -> bool:
+    """Escape unprintable characters in the message: log lines quote names from storage."""
+    from hpo.plain import printable
+
+    record.msg, record.args = printable(record.getMessage()), None
+    return True
 
 
 def to_queue(queue: Any, level: int = logging.INFO) -> None:

@@ -87,8 +87,19 @@ def _screen_of(err: bool) -> Screen | None:
     return screen(stream, width)
 
 
+def printable(text: str) -> str:
+    """``text`` with each control or other unprintable character (ESC, BEL, CR, ...) written
+    as its escape (``\\x1b``), newlines kept: names and values from storage, which others can
+    write, must not move the cursor, clear the screen or retitle the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
 def say(text: str, *, err: bool = False) -> None:
-    """Print a line as ``console(err).print(text, markup=False)`` does."""
+    """Print a line as ``console(err).print(text, markup=False)`` does, unprintable characters
+    escaped (see printable)."""
+    text = printable(text)
     out = _screen_of(err)
     if out is not None and plain_text(text) and (not err or len(text) <= out.width):
         (sys.stderr if err else sys.stdout).write(text + "\n")
@@ -98,7 +109,10 @@ def say(text: str, *, err: bool = False) -> None:
 
 def show_table(title: str, columns: Sequence[tuple[str, bool]],
                rows: Sequence[Sequence[str]]) -> None:
-    """Print a table of ``columns`` (name, right-justified) on stdout, as Rich does."""
+    """Print a table of ``columns`` (name, right-justified) on stdout, as Rich does, unprintable
+    characters escaped (see printable)."""
+    title = printable(title)
+    rows = [[printable(cell) for cell in row] for row in rows]
     out = _screen_of(False)
     text = table(title, columns, rows, out) if out is not None else None
     if text is not None:

@@ -11,6 +11,16 @@ A study reference is one of:
 
 The reference a study was launched with is recorded on it (files as absolute paths), so
 ``hpo worker`` and ``hpo evaluate`` on any machine resolve the same definition, or say why not.
+
+**Which recorded references a worker imports.** Storage is shared, and anyone who can write it
+(or reach optuna-dashboard's API) can change a recorded reference, which names code that every
+joining machine would import. So a reference read from storage is imported only if it is an
+installed study's name (an entry point: code that was installed on purpose), a file inside the
+current folder (code the person running hpo already works with, as Python itself would import
+it from there), or a file, folder or module that the person running the command names: the
+study argument of ``hpo worker``, or the ``HPO_TRUSTED_STUDIES`` environment variable (entries
+separated by ``:``). Anything else is refused with one sentence saying how to allow it
+(:func:`check_trusted`).
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,9 +44,15 @@ from typing import Any
 
 from hpo.definition import StudyDefinition
 from hpo.errors import HpoError, first_line
+from hpo.settings import TRUSTED_STUDIES_ENV
 
 ENTRY_POINT_GROUP = "hpo.studies"
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+class UnknownStudy(HpoError):
+    """A reference that is no installed name, file or module: the caller may know it as a
+    stored study's name."""
 
 
 @dataclass(frozen=True)
@@ -88,14 +106,58 @@ def resolve(reference: str) -> ResolvedStudy:
     return _resolve(reference.strip())
 
 
-def resolve_recorded(reference: str, study_name: str) -> ResolvedStudy:
+def resolve_recorded(reference: str, study_name: str, *, named: str | None = None
+                     ) -> ResolvedStudy:
     """The definition a stored study was launched with, or HpoError saying that its recorded
-    reference does not resolve here (``hpo worker`` and ``hpo evaluate`` on another machine)."""
+    reference does not resolve here (``hpo worker`` and ``hpo evaluate`` on another machine)
+    or is not trusted (see :func:`check_trusted`; ``named``: the command's study argument)."""
+    check_trusted(reference, study_name, named=named)
     try:
         return resolve(reference)
     except HpoError as error:
         raise HpoError(f"Study '{study_name}' was launched with the study '{reference}', which "
                        f"does not resolve on this machine: {error}") from None
+
+
+def _is_file_reference(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or Path(target).is_file()
+
+
+def _trusted_entries(named: str | None) -> list[str]:
+    entries = [named] if named else []
+    entries += [entry for entry in os.environ.get(TRUSTED_STUDIES_ENV, "").split(os.pathsep)
+                if entry.strip()]
+    return [entry.strip().partition(":")[0] if not Path(entry.strip()).is_dir()
+            else entry.strip() for entry in entries]
+
+
+def check_trusted(reference: str, study_name: str, *, named: str | None = None) -> None:
+    """HpoError unless the reference read from the stored study ``study_name`` may be imported
+    here: an installed study's name, a file inside the current folder, or a file, folder or
+    module named by ``named`` (the command's study argument) or HPO_TRUSTED_STUDIES. Imports
+    nothing: a module is judged by its name alone."""
+    target = reference.strip().partition(":")[0]
+    entries = _trusted_entries(named)
+    if _is_file_reference(target):
+        path = Path(target).expanduser().resolve()
+        if path.is_relative_to(Path.cwd().resolve()):
+            return
+        for entry in entries:
+            trusted = Path(entry).expanduser().resolve()
+            if path == trusted or (trusted.is_dir() and path.is_relative_to(trusted)):
+                return
+        kind = "file"
+    else:
+        if ":" not in reference and target in installed_names():
+            return
+        if target in entries or target in {s.source.partition(":")[0] for s in installed()}:
+            return
+        kind = "module"
+    raise HpoError(
+        f"Study '{study_name}' was launched with the {kind} '{target}', and hpo imports code "
+        "named in storage only where you name it too, since others can write storage: give it "
+        f"as the study ('hpo worker {target} --study-name {shlex.quote(study_name)}'), or set "
+        f"{TRUSTED_STUDIES_ENV}={target} to allow it.")
 
 
 @functools.cache
@@ -104,7 +166,7 @@ def _resolve(reference: str) -> ResolvedStudy:
         raise HpoError("No study given: name one (see 'hpo studies'), or give a file such as "
                        "my_study.py.")
     target, _, pick = reference.partition(":")
-    if target.endswith(".py") or "/" in target or Path(target).is_file():
+    if _is_file_reference(target):
         path = Path(target).expanduser().resolve()
         if not path.is_file():
             raise HpoError(f"The study file '{target}' does not exist: check the path (it is "
@@ -132,8 +194,9 @@ def _resolve(reference: str) -> ResolvedStudy:
         definition = _pick(module, pick, where=f"module '{target}'")
         return ResolvedStudy(_not_shadowing(definition, reference), reference)
     known = ", ".join(installed_names()) or "none installed"
-    raise HpoError(f"Unknown study '{reference}': choose one of {known} (see 'hpo studies'), "
-                   "or give a file (my_study.py) or a module (mypkg.studies:NAME).")
+    raise UnknownStudy(f"Unknown study '{reference}': choose one of {known} (see 'hpo "
+                       "studies'), or give a file (my_study.py) or a module "
+                       "(mypkg.studies:NAME).")
 
 
 def _not_shadowing(definition: StudyDefinition, reference: str) -> StudyDefinition:

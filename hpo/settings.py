@@ -29,6 +29,9 @@ GPU_COUNT_ENV = "HPO_GPU_COUNT"
 # (LaunchSpec.outage_tolerance). Tests shorten it.
 OUTAGE_TOLERANCE_ENV = "HPO_OUTAGE_TOLERANCE"
 DEFAULT_OUTAGE_TOLERANCE = 120.0
+# Study files, folders of them and modules that hpo worker and hpo evaluate may import when a
+# stored study's recorded reference names them (hpo.registry.check_trusted); ":"-separated.
+TRUSTED_STUDIES_ENV = "HPO_TRUSTED_STUDIES"
 
 
 def resolve_artifact_dir(flag: Path | str | None = None) -> Path:

@@ -126,9 +126,12 @@ def test_the_launcher_leaves_torch_to_its_workers(mnist_dir: Path, tmp_path: Pat
 
 def test_unknown_study_names_the_known_ones() -> None:
     result = invoke("launch", "mnist-cnn", "--trials", "1", "--epochs", "1")
-    assert_user_error(result, "Unknown study 'mnist-cnn': choose one of logreg-loss, mnist-mlp, "
-                              "mnist-mlp-seed, svhn-backbone, svhn-seed (see 'hpo studies'), or "
-                              "give a file (my_study.py) or a module (mypkg.studies:NAME).")
+    assert_user_error(result, "Unknown study 'mnist-cnn': it is no installed study (logreg-loss, "
+                              "mnist-mlp, mnist-mlp-seed, svhn-backbone, svhn-seed), file or "
+                              "module, and the storage sqlite:///storage/hpo.db holds no study of "
+                              "that name (it holds none); point --storage (or HPO_STORAGE) at the "
+                              "storage that holds it, or give its file (my_study.py) or module "
+                              "(mypkg.studies:NAME).")
 
 
 @pytest.mark.parametrize("trials", ["0", "-3"])

@@ -594,3 +594,81 @@ def test_evaluate_a_garbage_checkpoint(evaluated_study: Path, tmp_path: Path,
     result = invoke("evaluate", "mnist-mlp", "--storage", f"sqlite:///{tmp_path / 'copy/hpo.db'}",
                     "--device", "cpu", env={"HPO_ARTIFACT_DIR": str(artifacts)})
     assert_user_error(result, "The checkpoint of trial 0", "--retrain")
+
+
+# -- control characters from storage never reach the terminal (issue 18, Part 3) -------------
+
+ESCAPES = "x\x1b[31mRED\x1b]0;title\x07y\r\x1b[2J"
+
+
+@pytest.fixture
+def escaping_study(sqlite_url: str) -> str:
+    """A study whose name, attributes and worker record hold terminal escape sequences."""
+    study = foreign_study(sqlite_url, ESCAPES)
+    study.set_user_attr("worker:a:1", {"host": ESCAPES, "pid": 1, "heartbeat": "x",
+                                       "grace_period": 30, "origin": ESCAPES})
+    study.set_user_attr("stopped", {"at": ESCAPES, "by": ESCAPES})
+    return sqlite_url
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", ESCAPES], ["best", ESCAPES],
+                                  ["trials", ESCAPES], ["status", "nothing-here"]],
+                         ids=["status", "status-study", "best", "trials", "unknown"])
+def test_escape_sequences_stored_in_a_study_never_reach_the_terminal(
+        escaping_study: str, args: list[str], capsys) -> None:
+    from hpo import reads
+
+    result = invoke(*args, "--storage", escaping_study)
+    output = result.stdout + result.stderr
+    assert "\\x1b[31mRED" in output  # shown, escaped
+    assert not any(c in output for c in "\x1b\x07\r"), repr(output)
+    assert reads.answer([*args, "--storage", escaping_study]) in (0, None)  # the fast path
+    fast = capsys.readouterr()
+    assert not any(c in fast.out + fast.err for c in "\x1b\x07\r"), repr(fast.out)
+
+
+# -- corrupt rows, a folder as the database, a malformed IPv6 URL (issue 18, Part 3) --------
+
+CORRUPTIONS = {
+    "study-attribute": "UPDATE study_user_attributes SET value_json = '{bad'",
+    "trial-attribute": "UPDATE trial_user_attributes SET value_json = '{'",
+    "start-time": "UPDATE trials SET datetime_start = 'yesterday'",
+    "value": "UPDATE trial_values SET value = 'abc'",
+    "distribution": "UPDATE trial_params SET distribution_json = 'nope'",
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+@pytest.mark.parametrize("command", ["status", "best", "trials", "export"])
+def test_a_corrupt_row_is_one_sentence(sqlite_url: str, corruption: str, command: str) -> None:
+    foreign_study(sqlite_url, "s")
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
+        db.execute(CORRUPTIONS[corruption])
+    result = invoke(command, "s", "--storage", sqlite_url)
+    assert_user_error(result, "Study 's' in sqlite:///", "holds a row that hpo cannot read")
+
+
+@pytest.mark.parametrize("command", [["status"], ["best", "s"], ["worker", "mnist-mlp"],
+                                     ["launch", "mnist-mlp", "--synthetic"]])
+def test_a_folder_given_as_the_database_is_one_sentence(tmp_path: Path, command) -> None:
+    (tmp_path / "folder.db").mkdir()
+    result = invoke(*command, "--storage", f"sqlite:///{tmp_path / 'folder.db'}")
+    assert_user_error(result, "is a folder, not a SQLite database file")
+
+
+@pytest.mark.parametrize("command", [["status"], ["best", "s"], ["trials", "s"]])
+def test_a_malformed_ipv6_url_is_one_sentence_without_the_password(command) -> None:
+    result = invoke(*command, "--storage", "postgresql://ann:s3cret@[::1/hpo")
+    assert_user_error(result, "is malformed", secret="s3cret")
+
+
+@pytest.mark.parametrize("command", ["status", "best", "trials", "export", "report", "stop",
+                                     "evaluate"])
+def test_every_unknown_study_sentence_names_the_storage_and_how_to_point_elsewhere(
+        command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 18, Part 4: the storage looked in, its password masked, and the way to another."""
+    url = "sqlite:///hpo.db"
+    foreign_study(url, "there")
+    monkeypatch.setenv("HPO_STORAGE", url)
+    result = invoke(command, "cancer")
+    assert_user_error(result, "'cancer'", url, "point --storage (or HPO_STORAGE)")

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import optuna
 import torch
@@ -21,9 +21,8 @@ from hpo import data, registry
 from hpo.definition import StudyDefinition
 from hpo.errors import HpoError, first_line
 from hpo.results import note
-from hpo.spec import LaunchSpec
-from hpo.storage import records
-from hpo.storage.attributes import EPOCHS_RUN_ATTR, TEST_ATTR
+from hpo.spec import MAX_EPOCHS, LaunchSpec, check_recorded
+from hpo.storage.attributes import EPOCHS_RUN_ATTR, SPEC_ATTR, TEST_ATTR, recorded_count
 from hpo.train import loop
 from hpo.train.checkpoints import load_checkpoint
 from hpo.train.resume import original_trial_number
@@ -64,23 +63,25 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
 def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
              artifact_dir: Path, device: str, retrain: bool = False,
              again: bool = False) -> Evaluation:
-    recorded = records.recorded_spec(study)
+    # Checked before the reference is imported: storage is not to be trusted (hpo.spec).
+    recorded = check_recorded(study.user_attrs.get(SPEC_ATTR), study.study_name)
     reference = recorded.get("study")
     if not reference:
         raise HpoError(f"Study '{study.study_name}' was not made by 'hpo launch', so hpo "
                        "cannot rebuild its networks: evaluate a study that 'hpo launch' "
                        "created.")
     definition = registry.resolve_recorded(reference, study.study_name).definition
+    check_recorded(recorded, study.study_name, definition=definition)
     trial = pick_trial(study, trial_number)
-    recorded_test = study.user_attrs.get(TEST_ATTR)
-    if recorded_test and recorded_test.get("trial") == trial.number and not again:
+    recorded_test = _recorded_test(study.user_attrs.get(TEST_ATTR))
+    if recorded_test and recorded_test["trial"] == trial.number and not again:
         return Evaluation(trial.number, _value(trial), recorded_test["value"],
                           recorded_test["images"], recorded_test["source"],
                           recorded_test["measured_at"], recorded_before=True)
 
     spec = LaunchSpec.build(definition, reference=reference, study_name=study.study_name,
                             recorded=recorded, flags={}, storage_url="", data_dir=str(data_dir))
-    epochs = int(trial.user_attrs.get(EPOCHS_RUN_ATTR) or spec.epochs)
+    epochs = epochs_to_retrain(trial, spec)
     dataset = data.dataset_of(definition, synthetic=spec.synthetic)
     data.prepare(dataset, data_dir)  # missing files are named before anything trains
     state = None if retrain else load_checkpoint(study, trial.number, artifact_dir)
@@ -110,6 +111,30 @@ def evaluate(study: optuna.Study, *, trial_number: int | None, data_dir: Path,
                         datetime.now(UTC).isoformat(timespec="seconds"))
     _record(study, result)
     return result
+
+
+def _recorded_test(record: Any) -> dict[str, Any] | None:
+    """The test accuracy recorded before, if it is one that hpo evaluate could have written
+    (storage is writable by others); otherwise it is ignored, with a warning, and measured
+    again."""
+    if record is None:
+        return None
+    fields = {"trial": int, "value": float, "images": int, "source": str, "measured_at": str}
+    if isinstance(record, dict) and all(
+            isinstance(record.get(key), kind) and not isinstance(record.get(key), bool)
+            for key, kind in fields.items()) and 0.0 <= record["value"] <= 1.0:
+        return record
+    log.warning("Ignoring the recorded test accuracy %.80r: it is not one that hpo evaluate "
+                "writes; measuring again.", record)
+    return None
+
+
+def epochs_to_retrain(trial: optuna.trial.FrozenTrial, spec: LaunchSpec) -> int:
+    """The epochs the trial trained (its recorded epochs_run, checked: storage is writable by
+    others), else the spec's."""
+    epochs = recorded_count(trial.user_attrs, EPOCHS_RUN_ATTR, default=spec.epochs,
+                            most=MAX_EPOCHS)
+    return epochs or spec.epochs
 
 
 def _retrain(definition: StudyDefinition, trial: optuna.trial.FrozenTrial, spec: LaunchSpec,

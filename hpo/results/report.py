@@ -7,9 +7,7 @@ against the epochs the same trials would have run without pruning.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,10 +84,9 @@ def _titled(plot: Callable[[optuna.Study], Any], title: str, study: optuna.Study
 def default_folder(study_name: str) -> Path:
     """reports/NAME, with the name made safe as one folder name: study names come from storage,
     which anyone with the dashboard can write, and must not point anywhere else."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
-    if safe != study_name or len(safe) > 80:  # long names would exceed the file system's 255
-        safe = f"{safe[:80]}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
-    return Path("reports") / safe
+    from hpo.storage.attributes import file_name_of
+
+    return Path("reports") / file_name_of(study_name)
 
 
 def write_report(study: optuna.Study, output: Path) -> tuple[list[Path], Path]:

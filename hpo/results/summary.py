@@ -71,10 +71,7 @@ def summarize(study: Study) -> StudySummary:
 def worker_state(record: dict[str, Any], now: datetime) -> tuple[float | None, bool]:
     """A worker record's heartbeat age in seconds, and whether it is stale (past its grace
     period, or unreadable)."""
-    age = attributes.heartbeat_age(record, now)
-    grace = record.get("grace_period")
-    stale = age is None or not isinstance(grace, int | float) or age > grace
-    return age, stale
+    return attributes.heartbeat_age(record, now), attributes.is_stale(record, now)
 
 
 def describe_worker(record: dict[str, Any], metric: str, now: datetime) -> str:
@@ -172,7 +169,18 @@ class WastedEpochs:
 
 
 def epochs_run(trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get(attributes.EPOCHS_RUN_ATTR, len(trial.intermediate_values)))
+    from hpo.spec import MAX_EPOCHS
+
+    return attributes.recorded_count(trial.user_attrs, attributes.EPOCHS_RUN_ATTR,
+                                     default=len(trial.intermediate_values), most=MAX_EPOCHS)
+
+
+def epochs_trained(trial: FrozenTrial) -> int:
+    """The epochs ``trial`` trained itself: a retry that resumed after epoch r reports the first
+    r again, but its original trial already counts them (each epoch counts once)."""
+    ran = epochs_run(trial)
+    return ran - attributes.recorded_count(trial.user_attrs, attributes.RESUMED_FROM_ATTR,
+                                           default=0, most=ran)
 
 
 def wasted_epochs(study: Study, trials: Sequence[FrozenTrial] | None = None
@@ -194,7 +202,7 @@ def wasted_epochs(study: Study, trials: Sequence[FrozenTrial] | None = None
     for trial in trials if trials is not None else everything:
         if not trial.state.is_finished() or trial.user_attrs.get(attributes.BASELINE_ATTR):
             continue
-        ran = epochs_run(trial)
+        ran = epochs_trained(trial)
         epochs += ran
         last = trial.value if trial.state.name == "COMPLETE" else (
             trial.intermediate_values[trial.last_step] if trial.last_step is not None else None)

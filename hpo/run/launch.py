@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -42,7 +42,13 @@ from hpo.run import presence, stale, stop
 from hpo.run.budget import counted, replaced_by_retries
 from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
 from hpo.search.algorithms import check_sampler
-from hpo.spec import GRACE_PERIOD, HEARTBEAT_INTERVAL, LaunchSpec
+from hpo.spec import (
+    GRACE_PERIOD,
+    HEARTBEAT_INTERVAL,
+    LaunchSpec,
+    check_recorded,
+    option_problem,
+)
 from hpo.storage import records
 from hpo.storage.attributes import FAIL_REASON_ATTR, STOPPED_REASON, metric_name
 from hpo.storage.engine import open_storage
@@ -141,13 +147,15 @@ def plan(reference: str | None, *, worker: bool, study_name: str | None, storage
                 raise
             log.warning("Planning without the study's recorded settings: %s", error)
     if worker:
-        resolved, name, recorded = _study_for_worker(storage, reference, study_name)
+        resolved, name, recorded = _study_for_worker(
+            storage, location, reference, study_name,
+            given_flags={key for key, value in flags.items() if value is not None})
     else:
         if reference is None:
             raise HpoError("No study given: name one (see 'hpo studies'), or give a file such "
                            "as my_study.py.")
-        resolved = registry.resolve(reference)
-        name = study_name or resolved.definition.name
+        resolved, stored_name = _resolve_or_stored(storage, location, reference)
+        name = study_name or stored_name or resolved.definition.name
         recorded = records.stored_spec(storage, name) if storage is not None else None
     records.check_study_name(name)
     definition = resolved.definition
@@ -167,16 +175,18 @@ def plan(reference: str | None, *, worker: bool, study_name: str | None, storage
 
 
 def _check_option_values(options: Mapping[str, Any]) -> None:
-    """The built-in studies' options, checked before anything else (hpo launch --subset, ...)."""
-    subset, weights = options.get("subset"), options.get("weights")
-    if subset is not None and not 0 < subset <= 1:
-        raise HpoError(f"--subset must be a fraction in (0, 1], not {subset}.")
-    if weights is not None and weights not in ("imagenet", "none"):
-        raise HpoError(f"--weights must be imagenet or none, not {weights!r}.")
+    """The options given as flags (hpo launch --subset, ...), checked before anything else by
+    the rules that also check them when read back from storage."""
+    for name, value in options.items():
+        must = option_problem(name, value)
+        if must is not None:
+            raise HpoError(f"--{name} must be {must}, not {value!r}.")
 
 
-def _study_for_worker(storage: ResilientStorage | None, given: str | None,
-                      study_name: str | None) -> tuple[ResolvedStudy, str, dict[str, Any] | None]:
+def _study_for_worker(storage: ResilientStorage | None, location: StorageUrl,
+                      given: str | None, study_name: str | None,
+                      given_flags: Collection[str] = ()
+                      ) -> tuple[ResolvedStudy, str, dict[str, Any] | None]:
     """Which study ``hpo worker`` joins: a stored study resolves the reference recorded on it
     (so every machine trains the same definition); otherwise ``given`` is resolved, and the
     study will be created with the definition's defaults."""
@@ -184,11 +194,14 @@ def _study_for_worker(storage: ResilientStorage | None, given: str | None,
     name = study_name or (given if given in names else None)
     recorded = records.stored_spec(storage, name) if storage is not None and name in names \
         else None
-    reference = (recorded or {}).get("study")
+    # Checked before the reference is imported: storage is not to be trusted (hpo.spec).
+    recorded = check_recorded(recorded, str(name), given=given_flags)
+    reference = recorded.get("study")
     if reference:
-        resolved = registry.resolve_recorded(reference, str(name))
+        resolved = registry.resolve_recorded(reference, str(name), named=given)
+        check_recorded(recorded, str(name), given=given_flags, definition=resolved.definition)
         if given and given != name:
-            other = registry.resolve(given)
+            other, _ = _resolve_or_stored(storage, location, given)
             if other.definition.name != resolved.definition.name:
                 raise HpoError(f"Study '{name}' runs the definition "
                                f"'{resolved.definition.name}', not '{other.definition.name}' "
@@ -199,8 +212,30 @@ def _study_for_worker(storage: ResilientStorage | None, given: str | None,
         raise HpoError(f"There is no study named '{study_name}' to join yet: give the study to "
                        "run (a name from 'hpo studies', a file or a module) so it can be "
                        "created.")
-    resolved = registry.resolve(given)
-    return resolved, study_name or resolved.definition.name, recorded
+    resolved, stored_name = _resolve_or_stored(storage, location, given)
+    return resolved, study_name or stored_name or resolved.definition.name, recorded
+
+
+def _resolve_or_stored(storage: ResilientStorage | None, location: StorageUrl, reference: str
+                       ) -> tuple[ResolvedStudy, str | None]:
+    """``reference`` resolved, and None; or, where it is no installed name, file or module but
+    a stored study's name, that study's recorded reference and its name (so 'hpo launch NAME'
+    resumes a study launched from a file). Otherwise one sentence naming the storage too."""
+    try:
+        return registry.resolve(reference), None
+    except registry.UnknownStudy:
+        names = records.study_names(storage) if storage is not None else []
+        if storage is not None and reference in names:
+            recorded = check_recorded(records.stored_spec(storage, reference), reference)
+            if recorded.get("study"):
+                return registry.resolve_recorded(recorded["study"], reference), reference
+        known = ", ".join(registry.installed_names()) or "none installed"
+        raise HpoError(
+            f"Unknown study '{reference}': it is no installed study ({known}), file or module, "
+            f"and the storage {location.masked} holds no study of that name (it holds "
+            f"{', '.join(names) or 'none'}); point --storage (or {settings.STORAGE_ENV}) at the "
+            "storage that holds it, or give its file (my_study.py) or module "
+            "(mypkg.studies:NAME).") from None
 
 
 def prepare(plan: Plan) -> Prepared:

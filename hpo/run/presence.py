@@ -22,7 +22,7 @@ import optuna
 
 from hpo import _optuna
 from hpo.spec import WorkerSlot
-from hpo.storage.attributes import WORKER_ATTR_PREFIX, heartbeat_age, worker_records
+from hpo.storage.attributes import WORKER_ATTR_PREFIX, is_stale
 from hpo.storage.retry import ResilientStorage
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,8 @@ def forget_stale(study: optuna.Study) -> None:
     storage = _optuna.storage_of(study)
     study_id = _optuna.study_id_of(study)
     now = datetime.now(UTC)
-    attrs = storage.get_study_user_attrs(study_id)
-    for record in worker_records(attrs):
-        age = heartbeat_age(record, now)
-        if age is None or age > float(record.get("grace_period", 30)):
-            key = f"{WORKER_ATTR_PREFIX}{record.get('host')}:{record.get('pid')}"
-            if key in attrs:
-                storage.set_study_user_attr(study_id, key, None)
+    # By key, not by the record's host and pid: a record that is not one (anyone can write
+    # storage) goes too.
+    for key, record in storage.get_study_user_attrs(study_id).items():
+        if key.startswith(WORKER_ATTR_PREFIX) and record is not None and is_stale(record, now):
+            storage.set_study_user_attr(study_id, key, None)

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.definition import is_better
+from hpo.plain import printable
 from hpo.spec import WorkerSlot
 
 RECENT = 5  # trials that ended, shown under the workers
@@ -68,7 +69,7 @@ class LaunchProgress:
             self._live.start()
         else:
             budget = f"{self.budget} trials" if self.budget is not None else "no trial limit"
-            self.console.print(f"Running {self.study_name} on {self.storage_label} with "
+            self.console.print(f"Running {printable(self.study_name)} on {self.storage_label} with "
                                f"{len(self.slots)} worker(s), {budget}.", highlight=False,
                                markup=False, soft_wrap=True)
         return self
@@ -164,7 +165,7 @@ class LaunchProgress:
     def _render(self) -> Group:
         elapsed = time.monotonic() - self._started
         left = self._time_left()
-        header = Text.assemble((self.study_name, "bold"), f" · {self.storage_label} · ",
+        header = Text.assemble((printable(self.study_name), "bold"), f" · {self.storage_label} · ",
                                f"{elapsed:,.0f} s{left}")
         table = Table(box=None, padding=(0, 2), header_style="bold")
         for column in ("worker", "device", "trial", "epoch", self.metric, "status"):

@@ -108,17 +108,58 @@ def retry_interrupted(storage: ResilientStorage, study: optuna.Study, origin: st
     return retried
 
 
+# Clocks. A heartbeat is written and judged on the database's clock (Optuna's now()), which on
+# PostgreSQL is the server's: one clock for every machine. On SQLite now() is the clock of the
+# process that runs the query, and a trial's start time is always its creator's clock, so there
+# two machines' clocks meet: a checker whose clock runs ahead would fail healthy trials. Where
+# that can happen, a trial that looks stale by less than SKEW_ALLOWANCE past its grace period is
+# failed only once this process has also seen its heartbeat (or its lack of one) stay unchanged
+# for the grace period on its own monotonic clock; one older than that is failed at once, as a
+# worker killed long ago should be.
+SKEW_ALLOWANCE = 300.0
+# By storage and trial id: a process (a test run, say) may look at more than one database.
+_sightings: dict[tuple[str, int], tuple[datetime.datetime | None, float]] = {}
+
+
+def _unchanged_for(url: str, trial: _optuna.RunningTrial) -> float:
+    """Seconds, on this process's monotonic clock, since it first saw ``trial``'s heartbeat as
+    it is now."""
+    now = time.monotonic()
+    key = (url, trial.trial_id)
+    seen = _sightings.get(key)
+    if seen is None or seen[0] != trial.heartbeat:
+        _sightings[key] = (trial.heartbeat, now)
+        return 0.0
+    return now - seen[1]
+
+
+def _apparent_age(trial: _optuna.RunningTrial, now: datetime.datetime) -> float:
+    if trial.heartbeat_age is not None:
+        return trial.heartbeat_age
+    return (now - trial.started_utc).total_seconds() if trial.started_utc else 0.0
+
+
 def fail_stale_trials(storage: ResilientStorage, study: optuna.Study, *,
                       grace: float) -> list[_optuna.RunningTrial]:
     """Fail and retry the study's stale trials; returns the RUNNING trials that are not."""
     alive = []
     now = _utcnow()
-    for trial in storage.running_trials(_optuna.study_id_of(study)):
+    one_clock = not storage.url.startswith("sqlite")
+    running = storage.running_trials(_optuna.study_id_of(study))
+    for trial in running:
         reason = stale_reason(trial, grace, now)
+        unchanged = _unchanged_for(storage.url, trial)
+        if reason is not None and not (one_clock and trial.heartbeat is not None) \
+                and _apparent_age(trial, now) <= grace + SKEW_ALLOWANCE and unchanged < grace:
+            reason = None  # another machine's clock may be behind: watch it a while first
         if reason is None:
             alive.append(trial)
         else:
             fail_and_retry(storage, study, trial.trial_id, reason)
+    ended = {key for key in _sightings if key[0] == storage.url} \
+        - {(storage.url, trial.trial_id) for trial in running}
+    for key in ended:
+        _sightings.pop(key, None)
     return alive
 
 

@@ -106,8 +106,11 @@ def _rdb_storage(location: StorageUrl, heartbeat_interval: int | None,
     is enough, with a random pause so that the losers do not collide again."""
     for attempt in range(SCHEMA_RACE_ATTEMPTS):
         try:
-            if location.sqlite_path is not None:
-                _prepare_sqlite(location.sqlite_path)
+            path = location.sqlite_path
+            if path is not None:
+                if not path.exists():  # created now: its folder too (checked by check_storage_url)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                _prepare_sqlite(path)
             with warnings.catch_warnings():
                 # Heartbeats and the retry callback are marked experimental; we want them.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hpo import _optuna
-from hpo.errors import HpoError
-from hpo.storage.urls import missing_database, sqlite_path
+from hpo import _optuna, plain
+from hpo.errors import HpoError, first_line
+from hpo.storage.urls import folder_database, mask_url, missing_database, sqlite_path
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,13 @@ class StoredStudy:
         return [t for t in self.trials if t.state.name in wanted]
 
 
+# How long a read command waits for a SQLite database another process holds locked, in all, and
+# how long each attempt waits.
+LOCK_WAIT = 30.0
+LOCK_POLL = 1.0
+_gave_up = False  # this process already waited LOCK_WAIT for a locked database
+
+
 class Snapshot:
     """One connection to the storage, for reading its studies."""
 
@@ -87,17 +95,56 @@ class Snapshot:
         self.connection.close()
 
     def _rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        cursor = self.connection.cursor()
-        cursor.execute(sql.replace("?", self.placeholder), args)
-        rows = cursor.fetchall()
-        cursor.close()
-        return rows
+        waited_since = None
+        while True:
+            try:
+                cursor = self.connection.cursor()
+                cursor.execute(sql.replace("?", self.placeholder), args)
+                rows = cursor.fetchall()
+                cursor.close()
+                return rows
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+                waited_since = self._wait_for_lock(waited_since)
+
+    def _wait_for_lock(self, since: float | None) -> float:
+        """A SQLite database another process holds locked (an exclusive lock, or a write in
+        progress without WAL): say so once, and give up in one sentence after LOCK_WAIT
+        seconds, rather than wait silently for minutes. Returns when the waiting began."""
+        global _gave_up
+        now = time.monotonic()
+        if _gave_up or (since is not None and now - since >= LOCK_WAIT):
+            # Once: the full CLI reads again after the fast path gives up, and must not wait
+            # all over again.
+            _gave_up = True
+            raise HpoError(f"The database {mask_url(self.url)} stayed locked by another process "
+                           f"for {LOCK_WAIT:.0f} s: try again once it is free (a process holding "
+                           "an exclusive lock, such as a sqlite3 shell inside a transaction, "
+                           "must end it).")
+        if since is None:
+            plain.say(f"Waiting for {mask_url(self.url)}: another process holds the database "
+                      f"locked (giving up after {LOCK_WAIT:.0f} s)...", err=True)
+            since = now
+        time.sleep(LOCK_POLL)
+        return since
 
     def study_names(self) -> list[str]:
         return [name for (name,) in self._rows(_optuna.SQL_STUDY_NAMES)]
 
     def load(self, name: str) -> StoredStudy | None:
-        """The study ``name``, or None if there is none."""
+        """The study ``name``, or None if there is none; HpoError, in one sentence, if a row of
+        it cannot be read (written outside Optuna: invalid JSON, a date or a value that is
+        none)."""
+        try:
+            return self._load(name)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            raise HpoError(f"Study '{name}' in {mask_url(self.url)} holds a row that hpo cannot "
+                           f"read ({first_line(error, typed=True, limit=120)}): it was changed "
+                           "outside hpo and Optuna; restore the database from a backup, or "
+                           "repair that row.") from None
+
+    def _load(self, name: str) -> StoredStudy | None:
         found = self._rows(_optuna.SQL_STUDY_ID, name)
         if not found:
             return None
@@ -128,7 +175,10 @@ class Snapshot:
 def open_snapshot(url: str) -> Snapshot | None:
     """A snapshot of the storage at ``url``, or None where only Optuna can read it (another
     database, a driver that is missing). HpoError if a SQLite file does not exist."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: the full check says so in a sentence
+        return None
     scheme = parts.scheme.split("+")[0]
     if scheme == "sqlite":
         path = sqlite_path(url)
@@ -136,17 +186,23 @@ def open_snapshot(url: str) -> Snapshot | None:
             return None
         if not path.exists():
             raise missing_database(path)
+        if path.is_dir():
+            raise folder_database(path)
         # Read-only, so a reader can never create or change the file.
-        connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
+        # A short busy timeout per attempt: Snapshot._rows says that it waits, and for how long.
+        connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True,
+                                     timeout=LOCK_POLL)
         try:
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as error:
             # A database in WAL mode whose folder this reader cannot write (a read-only mount)
             # cannot be opened even read-only: SQLite must create its shared-memory file.
             # Opened as immutable, it is read without one; nothing can write it here anyway.
-            connection.close()
-            connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro&immutable=1",
-                                         uri=True, timeout=60)
+            # A locked database is not that case: Snapshot._rows waits for it, aloud.
+            if "locked" not in str(error).lower():
+                connection.close()
+                connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro&immutable=1",
+                                             uri=True, timeout=LOCK_POLL)
         return Snapshot(connection, url)
     if scheme == "postgresql" and parts.scheme in ("postgresql", "postgresql+psycopg"):
         try:
@@ -194,5 +250,5 @@ def _external(value: float, distribution: dict[str, Any]) -> Any:
 def no_such_study(name: str, known: Sequence[str], where: str) -> HpoError:
     """The sentence for a study name that storage does not hold."""
     return HpoError(f"There is no study named '{name}' in {where} (studies there: "
-                    f"{', '.join(known) or 'none yet'}): check the name, or start it with "
-                    "'hpo launch'.")
+                    f"{', '.join(known) or 'none yet'}): check the name, point --storage (or "
+                    "HPO_STORAGE) at the storage that holds it, or start it with 'hpo launch'.")

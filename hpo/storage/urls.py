@@ -105,6 +105,11 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database else None
 
 
+def folder_database(path: Path) -> HpoError:
+    return HpoError(f"The storage {path} is a folder, not a SQLite database file: point "
+                    f"--storage at the file, e.g. sqlite:///{path / 'hpo.db'}.")
+
+
 def missing_database(path: Path) -> HpoError:
     return HpoError(f"There is no hpo database at {path}: run 'hpo launch' first, or point "
                     "--storage (or HPO_STORAGE) at an existing one.")
@@ -169,12 +174,13 @@ def check_storage_url(url: str, *, must_exist: bool = False) -> StorageUrl:
     path = Path(parsed.database)
     if must_exist and not path.exists():
         raise missing_database(path)
-    if not path.parent.exists():
-        if url == DEFAULT_STORAGE_URL:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        else:
-            raise HpoError(
-                f"The folder '{path.parent}' for the SQLite database does not exist: create "
-                "it, or choose another --storage path."
-            )
+    if path.is_dir():
+        raise folder_database(path)
+    # The default folder (./storage) is made when the database is created (open_storage), not
+    # here: a command that only looks must not leave folders behind.
+    if not path.parent.exists() and url != DEFAULT_STORAGE_URL:
+        raise HpoError(
+            f"The folder '{path.parent}' for the SQLite database does not exist: create "
+            "it, or choose another --storage path."
+        )
     return dataclasses.replace(location, sqlite_path=path)

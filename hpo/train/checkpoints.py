@@ -17,13 +17,15 @@ import contextlib
 import json
 import logging
 import math
+import os
 import pickle
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 import torch
@@ -44,10 +46,37 @@ CHECKPOINT_PREFIX = "hpo:checkpoint:"
 _ARTIFACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
+class AtomicArtifactStore(FileSystemArtifactStore):
+    """Optuna's folder store, except that a file appears whole or not at all. upload_artifact
+    records an artifact on the study before it writes the file, so with Optuna's in-place write
+    a reader (hpo evaluate, the dashboard, another machine) could load a half-written
+    checkpoint, and a full disk would leave one behind."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.folder = folder
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        if _ARTIFACT_ID.fullmatch(artifact_id) is None:
+            raise ValueError(f"Invalid artifact_id: {artifact_id}")
+        final = self.folder / artifact_id
+        temporary = final.with_name(f".{artifact_id}.{os.getpid()}.tmp")
+        try:
+            with temporary.open("wb") as file:
+                shutil.copyfileobj(content_body, file)
+                file.flush()
+                os.fsync(file.fileno())
+            temporary.replace(final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+
+
 def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
     path = Path(artifact_dir)
     path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
+    return AtomicArtifactStore(path)
 
 
 def saved_checkpoints(study: optuna.Study) -> dict[int, dict[str, Any]]:

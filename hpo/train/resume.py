@@ -13,10 +13,8 @@ machines share resume points only through a shared ``HPO_ARTIFACT_DIR``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from hpo.errors import first_line
+from hpo.storage.attributes import file_name_of
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +39,23 @@ def original_trial_number(trial: optuna.trial.FrozenTrial) -> int | None:
     with warnings.catch_warnings():  # marked experimental, but the documented public route
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
-        if history:
-            return int(history[0])
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return None if number is None else int(number)
+    if isinstance(history, list) and history:
+        number = history[0]
+    if number is None:
+        return None
+    # Read back from storage, which others can write: only an earlier trial can be retried.
+    if isinstance(number, bool) or not isinstance(number, int) \
+            or not 0 <= number < trial.number:
+        log.warning("Trial %d records that it retries trial %.40r, which is no earlier trial; "
+                    "it trains from scratch with its own seed.", trial.number, number)
+        return None
+    return number
 
 
 def safe_name(study_name: str) -> str:
-    """The study's name as one folder name: names come from storage, which anyone with the
-    dashboard can write, and must not point anywhere else."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
-    if safe != study_name:
-        safe = f"{safe[:80]}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
-    return safe
+    """The study's name as one folder name, bounded and hashed (see file_name_of)."""
+    return file_name_of(study_name)
 
 
 def resume_path(artifact_dir: str | Path, study_name: str, trial_number: int) -> Path:
@@ -75,10 +78,17 @@ class ResumePoint:
         """Replace the file with this epoch's state. A failure (a full disk) is logged once
         per trial and costs only the resume point, never the trial."""
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        point = {"format": FORMAT, **self.identity, "values": list(values),
+                 "training": dict(training)}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"format": FORMAT, **self.identity, "values": list(values),
-                        "training": dict(training)}, temporary)
+            for attempt in (1, 2):  # a peer's discard may remove the empty folder in between
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    torch.save(point, temporary)
+                    break
+                except (FileNotFoundError, RuntimeError):  # torch: "Parent directory ..."
+                    if attempt == 2 or self.path.parent.exists():
+                        raise
             temporary.replace(self.path)
         except Exception as error:  # a resume point is never worth a trial
             with contextlib.suppress(OSError):
@@ -114,6 +124,10 @@ class ResumePoint:
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             self.path.unlink()
+        # The study's folder goes with its last resume point (rmdir removes only an empty one),
+        # so a finished study leaves no empty resume/<study>/ behind.
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()
 
     def _mismatch(self, point: Any) -> str | None:
         if not isinstance(point, dict) or point.get("format") != FORMAT:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -189,3 +190,29 @@ def test_best_found_gives_the_trial_the_minutes_and_the_share_of_compute() -> No
     assert (found.trial, found.minutes_in) == (2, 6.0)
     assert found.compute_share == pytest.approx(12 / 18)
     assert found.describe() == "trial 2, found 6.0 minutes in, after 67% of the study's compute"
+
+
+def test_a_resumed_retry_s_first_epochs_count_once_in_the_wasted_epochs(tmp_path: Path) -> None:
+    """The original trial, failed with its worker after 3 epochs, counts them; its retry, which
+    resumed after epoch 3 and trained 2 more, counts those 2 (issue 18, Part 5)."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from hpo.results.summary import wasted_epochs
+
+    study = optuna.create_study(direction="maximize",
+                                storage=f"sqlite:///{tmp_path / 'hpo.db'}")
+    space = {"x": FloatDistribution(0, 1)}
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.1}, distributions=space, value=0.9, user_attrs={"baseline": True,
+                                                                        "epochs_run": 5},
+        intermediate_values={e: 0.9 for e in range(1, 6)}))
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.5}, distributions=space, state=optuna.trial.TrialState.FAIL,
+        intermediate_values={1: 0.1, 2: 0.2, 3: 0.3}))
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.5}, distributions=space, value=0.5,
+        intermediate_values={e: e / 10 for e in range(1, 6)},
+        user_attrs={"epochs_run": 5, "resumed_from_epoch": 3}))
+    wasted = wasted_epochs(study)
+    assert wasted is not None and (wasted.epochs, wasted.wasted, wasted.trials) == (5, 5, 2)

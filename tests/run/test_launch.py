@@ -291,3 +291,48 @@ def test_a_launch_s_summary_counts_only_its_own_trials(finished_study) -> None:
     whole = launch.summarize(prepared, SuperviseResult(1, False, [],
                                                        [t.number for t in study.trials]))
     assert whole.wasted.epochs > summary.wasted.epochs
+
+
+# -- a new user's own study, from another folder (issue 18, Part 4) --------------------------
+
+CANCER = '''
+import dataclasses
+from studies.mnist_mlp import STUDY as MNIST
+STUDY = dataclasses.replace(MNIST, name="cancer", baseline=None)
+'''
+
+
+def stored_cancer(folder: Path) -> str:
+    """A study launched from the file cancer_study.py in ``folder``, as 'hpo launch' stores it."""
+    from tests.helpers import make_spec
+
+    (folder / "cancer_study.py").write_text(CANCER)
+    url = f"sqlite:///{folder / 'storage.db'}"
+    resolved = registry.resolve(str(folder / "cancer_study.py"))
+    spec = replace(make_spec(url), study=resolved.reference, definition="cancer",
+                   study_name="cancer")
+    records.create_or_resume(open_storage(url), resolved.definition, "cancer",
+                             synthetic=False, spec=spec.record())
+    return url
+
+
+def test_launch_by_name_resumes_a_study_launched_from_a_file(tmp_path: Path) -> None:
+    url = stored_cancer(tmp_path)
+    result = CliRunner().invoke(app, ["launch", "cancer", "--storage", url, "--dry-run"])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    assert "study:    cancer (definition cancer, from " in result.stdout
+    assert "cancer_study.py" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["worker", "cancer"], ["launch", "cancer"]])
+def test_an_unknown_study_names_the_storage_and_creates_no_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(app, command)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "Traceback" not in said
+    assert "Unknown study 'cancer'" in said and "sqlite:///storage/hpo.db" in said
+    assert "point --storage (or HPO_STORAGE)" in said
+    assert list(elsewhere.iterdir()) == []  # no ./storage/ left behind

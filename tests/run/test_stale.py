@@ -104,3 +104,79 @@ def test_a_requeued_slurm_task_queues_again_only_its_own_interrupted_trials(
     assert retry.system_attrs["failed_trial"] == 0 and retry.params == trials[0].params
     assert FAIL_REASON_ATTR not in retry.user_attrs
     assert len(counted(trials)) == 2  # the retry takes the interrupted trial's place
+
+
+# -- clocks: on SQLite each process's clock writes and judges heartbeats (issue 18, Part 3) ---
+
+
+def skewed_study(url: str, *, heartbeat_behind: float | None):
+    """A study with one RUNNING trial whose heartbeat (None: none yet) was written by a clock
+    ``heartbeat_behind`` seconds behind this process's, as a checker running ahead sees it."""
+    import optuna
+
+    from hpo.storage.engine import open_storage
+
+    storage = open_storage(url, heartbeat_interval=1, grace_period=30)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    sql(url, "UPDATE trials SET datetime_start = datetime('now', '-90 seconds')")
+    if heartbeat_behind is not None:
+        storage.rdb.record_heartbeat(trial._trial_id)
+        beat_again(url, heartbeat_behind)
+    return storage, study
+
+
+def sql(url: str, statement: str, *args: object) -> None:
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db, db:
+        db.execute(statement, args)
+
+
+def beat_again(url: str, behind: float) -> None:
+    sql(url, "UPDATE trial_heartbeats SET heartbeat = datetime('now', ?)", f"-{behind} seconds")
+
+
+@pytest.mark.parametrize("behind", [90.0, None], ids=["beating", "no-heartbeat-yet"])
+def test_a_checker_whose_clock_runs_90_s_ahead_fails_no_healthy_trial(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch, behind: float | None) -> None:
+    import time
+
+    from hpo.run import stale
+
+    storage, study = skewed_study(sqlite_url, heartbeat_behind=behind)
+    clock = [time.monotonic()]
+    monkeypatch.setattr(stale.time, "monotonic", lambda: clock[0])
+    assert len(stale.fail_stale_trials(storage, study, grace=30)) == 1  # first sighting
+    for step in (1, 2, 3):  # a live worker: its heartbeat moves every interval
+        clock[0] += 20
+        if behind is not None:
+            beat_again(sqlite_url, behind - step)
+        else:  # its first beat arrives, then more
+            beat_again(sqlite_url, 90.0 - step) if step > 1 else _first_beat(storage, study)
+        assert len(stale.fail_stale_trials(storage, study, grace=30)) == 1, step
+    assert study.trials[0].state.name == "RUNNING"
+
+
+def _first_beat(storage, study) -> None:
+    storage.rdb.record_heartbeat(study.trials[0]._trial_id)
+    beat_again(storage.url, 89.0)
+
+
+@pytest.mark.parametrize("behind", [90.0, None], ids=["beat-once", "never-beat"])
+def test_a_dead_trial_is_failed_once_it_stays_unchanged_for_the_grace_period(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch, behind: float | None) -> None:
+    import time
+
+    from hpo.run import stale
+
+    storage, study = skewed_study(sqlite_url, heartbeat_behind=behind)
+    clock = [time.monotonic()]
+    monkeypatch.setattr(stale.time, "monotonic", lambda: clock[0])
+    assert len(stale.fail_stale_trials(storage, study, grace=30)) == 1
+    clock[0] += 29
+    assert len(stale.fail_stale_trials(storage, study, grace=30)) == 1
+    clock[0] += 2
+    assert stale.fail_stale_trials(storage, study, grace=30) == []
+    assert study.trials[0].state.name == "FAIL"

@@ -37,7 +37,8 @@ def test_stop_marks_the_study_and_refuses_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         f"Error: There is no study named 'nope' in {url} (studies there: empty): check the "
-        "name, or start it with 'hpo launch'.")
+        "name, point --storage (or HPO_STORAGE) at the storage that holds it, or start it with "
+        "'hpo launch'.")
 
     result = invoke("stop", "empty", "--storage", url)
     assert result.exit_code == 0, result.stderr

@@ -395,3 +395,37 @@ def test_the_baseline_is_never_pruned_by_any_rule(pruner_name: str) -> None:
     study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
     assert report(study.ask(), [0.11] * EPOCHS) is None
     assert report(study.ask(), [0.11] * EPOCHS) == 1  # the same curve, not the baseline
+
+
+@pytest.mark.parametrize("pruner_name", ["leaders", "asha", "hyperband", "median"])
+@pytest.mark.parametrize("definition", [MNIST, STUDY], ids=["default-rules", "set-rules"])
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+@pytest.mark.parametrize("behind", [0.0, 0.1], ids=["all-level", "others-behind"])
+def test_a_tie_with_the_best_is_never_pruned(pruner_name: str, definition, direction: str,
+                                              behind: float) -> None:
+    """A trial level with the best trial at every epoch is never stopped, by any rule or any
+    pruner behind them, whether the other trials are level too or behind (issue 18, Part 4:
+    a new user's trial was pruned at a tie with the best)."""
+    sign = 1 if direction == "maximize" else -1
+    best = [0.6 + 0.02 * epoch for epoch in range(1, EPOCHS + 1)]
+    study = new_study(pruner_name, direction, definition)
+    if definition.baseline_margin is not None:
+        add_baseline(study, [sign * v for v in best])
+    for rank in range(6):
+        curve = [sign * (v - rank * behind) for v in best]
+        trial = study.ask()
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, epoch)
+        study.tell(trial, curve[-1])
+    tie = study.ask()
+    assert report(tie, [sign * v for v in best]) is None, study.pruner.last_reason
+
+
+def test_a_value_level_with_the_floor_or_the_baseline_s_limit_is_not_pruned() -> None:
+    """Each rule stops a trial strictly behind its line: level with it is a tie."""
+    study = new_study("asha")  # STUDY: the floor at 0.5, 0.01 behind the baseline
+    at_floor = study.ask()
+    assert report(at_floor, [0.5]) is None, study.pruner.last_reason
+    add_baseline(study, [0.8] * EPOCHS)
+    at_limit = study.ask()
+    assert report(at_limit, [0.8 - 0.01]) is None, study.pruner.last_reason

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -107,3 +108,39 @@ def test_the_fast_path_takes_a_minimize_study_s_lowest_value_as_best(
     reads.best(url, "m", as_json=True, fast=True)
     payload = json.loads(capsys.readouterr().out)
     assert (payload["trial"], payload["value"], payload["metric"]) == (1, 0.1, "val_loss")
+
+
+def test_a_locked_database_is_waited_for_aloud_then_refused_in_one_sentence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the SQLite file exclusively locked: hpo status says it waits, and
+    gives up after a bounded time with one sentence, instead of 139 s of silence (issue 18)."""
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from hpo.storage.engine import open_storage
+
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    storage = open_storage(url)
+    optuna.create_study(study_name="s", storage=storage)
+    storage.rdb.engine.dispose()
+    holder = sqlite3.connect(tmp_path / "hpo.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE studies SET study_name = 's'")
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys; from hpo.storage import snapshot; "
+             "snapshot.LOCK_WAIT = 2; from hpo.__main__ import main; sys.argv = ['hpo', "
+             f"'status', '--storage', {url!r}]; main()"],
+            capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        holder.close()
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 1 and "Traceback" not in said, said
+    assert "Waiting for sqlite:///" in said and "holds the database locked" in said
+    assert "stayed locked by another process for 2 s" in said
+    assert took < 20

@@ -86,11 +86,18 @@ def test_must_exist_refuses_a_missing_database(tmp_path: Path) -> None:
     check_storage_url(f"sqlite:///{tmp_path / 'there.db'}", must_exist=True)
 
 
-def test_the_default_url_creates_its_folder_and_no_other_does(tmp_path: Path) -> None:
-    # The autouse fixture runs every test in tmp_path, so storage/ is created there.
+def test_the_default_url_creates_its_folder_with_the_database_and_no_other_does(
+        tmp_path: Path) -> None:
+    # The autouse fixture runs every test in tmp_path, so storage/ is created there. Checking
+    # the URL creates nothing (a command that only looks leaves no folder, issue 18); opening
+    # it to create the database does.
+    from hpo.storage.engine import open_storage
+
     assert not (tmp_path / "storage").exists()
     check_storage_url(DEFAULT_STORAGE_URL)
-    assert (tmp_path / "storage").is_dir() and not (tmp_path / "storage" / "hpo.db").exists()
+    assert not (tmp_path / "storage").exists()
+    open_storage(DEFAULT_STORAGE_URL)
+    assert (tmp_path / "storage" / "hpo.db").is_file()
     with pytest.raises(HpoError, match="does not exist"):
         check_storage_url("sqlite:///elsewhere/hpo.db")
     assert not (tmp_path / "elsewhere").exists()

@@ -3,6 +3,7 @@ evicted ones are deleted, and loading a checkpoint never runs code from the file
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -147,3 +148,27 @@ def test_a_missing_checkpoint_file_or_none_at_all_is_none(one_checkpoint,
     (store / saved_checkpoints(study)[0]["artifact_id"]).unlink()
     assert load_checkpoint(study, 0, store) is None
     assert f"The checkpoint file of trial 0 is missing from {store}" in caplog.text
+
+
+class _DiskFull(io.BytesIO):
+    """A checkpoint's bytes that run out half-way, as on a full disk or a killed worker."""
+
+    def read(self, size: int = -1) -> bytes:
+        if self.tell() > 0:
+            raise OSError(28, "No space left on device")
+        return super().read(8)
+
+
+def test_a_checkpoint_file_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    """Optuna records an artifact before it writes its file, so a reader could load a
+    half-written one: hpo's store writes a temporary file and renames it (issue 18, Part 3)."""
+    from hpo.train.checkpoints import artifact_store
+
+    store = artifact_store(tmp_path)
+    artifact_id = "0123abcd-0000-4000-8000-000000000000"
+    with pytest.raises(OSError):
+        store.write(artifact_id, _DiskFull(b"x" * 100))
+    assert list(tmp_path.iterdir()) == []  # neither a half file nor a temporary one
+    store.write(artifact_id, io.BytesIO(b"whole"))
+    assert (tmp_path / artifact_id).read_bytes() == b"whole"
+    assert [p.name for p in tmp_path.iterdir()] == [artifact_id]

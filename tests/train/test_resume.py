@@ -36,6 +36,11 @@ from tests.helpers import (
 )
 
 
+def left_in(folder: Path) -> list[Path]:
+    """What a study's resume folder holds; the folder goes with its last resume point."""
+    return list(folder.iterdir()) if folder.exists() else []
+
+
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Smaller than conftest's: these tests compare curves, they need no accuracy."""
@@ -122,7 +127,7 @@ def test_retry_resumes_from_the_last_epoch_with_an_unbroken_curve(
     assert retry.intermediate_values == expected.intermediate_values
     assert retry.value == expected.value
     # The trial ended COMPLETE: its resume point is gone.
-    assert list(resume_dir(artifacts).iterdir()) == []
+    assert left_in(resume_dir(artifacts)) == []
 
 
 # mnist-mlp whose baseline (trial 0, the one these tests kill) trains with dropout, so that a
@@ -265,7 +270,7 @@ def test_a_pruned_trial_leaves_no_resume_point(
     (trial,) = worker.study.trials
     assert trial.state == TrialState.PRUNED
     assert seen == [True]  # it had one while it trained
-    assert list(resume_dir(artifacts, "strict").iterdir()) == []
+    assert left_in(resume_dir(artifacts, "strict")) == []
 
 
 def test_study_names_become_one_safe_folder(tmp_path: Path) -> None:
@@ -330,10 +335,42 @@ def test_a_killed_worker_s_trial_resumes_at_epoch_7_in_a_real_launch(
     assert len(retry.intermediate_values) == 10
     for epoch in range(1, 8):
         assert retry.intermediate_values[epoch] == original.intermediate_values[epoch]
-    assert list((artifacts / "resume" / "mnist-mlp").iterdir()) == []
+    assert left_in(artifacts / "resume" / "mnist-mlp") == []
     print(f"\nkilled at epoch {killed_at}; retry trained "
           f"{retry.user_attrs['epochs_run'] - retry.user_attrs['resumed_from_epoch']} epochs "
           f"in {retry.duration.total_seconds():.1f} s "
           f"({retry.user_attrs['seconds_per_epoch']} s/epoch); the original's 7 epochs took "
           f"{(original.datetime_complete - original.datetime_start).total_seconds():.1f} s; "
           f"whole launch {wall:.1f} s")
+
+
+@pytest.mark.parametrize("length", [256, 300, 512])
+def test_a_study_name_of_up_to_512_characters_keeps_its_resume_point(tmp_path: Path,
+                                                                     length: int) -> None:
+    """Study names fill Optuna's 512-character column; every file name hpo derives from one is
+    bounded and hashed, so a retry never meets "File name too long" (issue 18, Part 3)."""
+    from hpo.train.resume import ResumePoint, resume_path
+
+    names = ["a" * length, "a" * (length - 1) + "b"]
+    paths = [resume_path(tmp_path, name, 3) for name in names]
+    assert paths[0] != paths[1] and all(len(p.parent.name) <= 100 for p in paths)
+    point = ResumePoint(paths[0], {"trial": 3})
+    point.save([0.5], {"epoch": 1})
+    assert paths[0].exists()
+
+
+def test_the_last_resume_point_of_a_study_takes_its_empty_folder_with_it(tmp_path: Path) -> None:
+    """A finished study leaves no empty resume/<study>/ behind (issue 18, Part 5); a folder
+    that still holds another trial's point stays."""
+    from hpo.train.resume import ResumePoint, resume_path
+
+    first = ResumePoint(resume_path(tmp_path, "s", 1), {"trial": 1})
+    second = ResumePoint(resume_path(tmp_path, "s", 2), {"trial": 2})
+    first.save([0.5], {"epoch": 1})
+    second.save([0.5], {"epoch": 1})
+    first.discard()
+    assert second.path.exists()
+    second.discard()
+    assert not second.path.parent.exists()
+    first.save([0.6], {"epoch": 1})  # a retry after all: the folder comes back
+    assert first.path.exists()

@@ -38,7 +38,7 @@ class Stopped:
     exit_codes: list[int]
     last_marked: int  # the number of the last trial the study held once hpo stop returned
     running_at_stop: list[int]  # the trials RUNNING then
-    outputs: list[tuple[str, str]]  # (stdout, stderr) of the launch and the worker
+    outputs: list[tuple[str, str]]  # (stdout, stderr) of the launch and the joiner
     command_lines: str  # every process's command line (ps -eo args) while all three trained
 
 
@@ -79,10 +79,11 @@ def recorded(url: str) -> bool:
 
 
 def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval: int = 10,
-                 epochs: int = 200, data_dir: str | None = None, timeout: float = 600
-                 ) -> Stopped:
-    """Start a 2-worker launch and an ``hpo worker`` on ``url``, stop the study once all three
-    are mid-trial, and time their exits."""
+                 epochs: int = 200, data_dir: str | None = None, timeout: float = 600,
+                 joiner: str = "worker") -> Stopped:
+    """Start a 2-worker launch on ``url`` and, beside it, an ``hpo worker`` (``joiner``
+    "worker") or a second, 1-worker ``hpo launch`` ("launch"); stop the study once all three
+    workers are mid-trial, and time the two commands' exits."""
     # The URL (and PostgreSQL's password in it) goes through HPO_STORAGE, as the README tells
     # users to pass it, so that no command line shows it.
     env = {**os.environ, "HPO_BENCH_DIR": str(folder), "HPO_ARTIFACT_DIR": str(folder / "art"),
@@ -101,7 +102,12 @@ def stop_workers(url: str, folder: Path, *, now: bool = True, heartbeat_interval
             if time.monotonic() > deadline or launch.poll() is not None:
                 raise RuntimeError(f"the launch did not record its study: {launch.communicate()}")
             time.sleep(0.2)
-        processes.append(hpo("worker", STUDY, *common, env=env))
+        if joiner == "launch":
+            processes.append(hpo("launch", STUDY, "--workers", "1", "--trials", "50",
+                                 "--epochs", str(epochs), "--pruner", "none", *common,
+                                 *([] if data_dir else ["--synthetic"]), env=env))
+        else:
+            processes.append(hpo("worker", STUDY, *common, env=env))
         # The trials running at the stop come from the same read that saw all three mid-trial:
         # a second read could miss one that ended in between (a plain stop's trials are short).
         while len(running_at_stop := running(url)) < 3:

@@ -357,13 +357,7 @@ def stop(
         "resumes them from their last epoch)")] = False,
     storage: StorageOpt = settings.DEFAULT_STORAGE_URL,
 ) -> None:
-    from hpo.run.stop import mark_stopped
-
-    mark = mark_stopped(storage, study, now=now,
-                        outage_tolerance=settings.outage_tolerance())
-    what = ("interrupt their trials" if now else "finish their current trials")
-    plain.say(f"Study {study} {describe_stop(mark)}: its workers, on every machine, {what} "
-              "within one heartbeat interval and exit.")
+    reads.stop(storage, study, now=now)
 
 
 # -- reading results: hpo.reads, also without Typer -------------------------------------

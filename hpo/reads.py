@@ -1,5 +1,6 @@
-"""The commands that only read a study (status, best, trials, export) and ``hpo --help``,
-answered before Typer, Rich, optuna, SQLAlchemy or torch is imported.
+"""The commands that only read a study (status, best, trials, export), ``hpo --help``, and
+``hpo stop``, whose one write is a row, answered before Typer, Rich, optuna, SQLAlchemy or torch
+is imported.
 
 ``hpo`` starts in :func:`answer` (hpo/__main__.py). Where it understands the whole command
 line, it runs the command here; anything else (another command, a subcommand's --help, an
@@ -41,6 +42,7 @@ _SYNTAX: dict[str, tuple[dict[str, str], dict[str, str], tuple[int, int]]] = {
                {"--json": "as_json"}, (1, 1)),
     "export": ({"--storage": "storage", "--format": "format", "--output": "output",
                 "-o": "output"}, {}, (1, 1)),
+    "stop": ({"--storage": "storage"}, {"--now": "now"}, (1, 1)),
 }
 
 
@@ -123,6 +125,8 @@ def _parse(command: str, args: Sequence[str]) -> dict[str, Any] | None:
                               "study": positional[0] if positional else None}
     if command in ("status", "best", "trials"):
         result["as_json"] = given.pop("as_json", False)
+    if command == "stop":
+        result["now"] = given.pop("now", False)
     if command == "trials":
         top = given.pop("top", None)
         if top is not None and not (top.isascii() and top.isdigit()
@@ -311,5 +315,20 @@ def export(storage: str, study: str, *, format: str | None = None, output: Path 
               err=True)
 
 
+def stop(storage: str, study: str, *, now: bool = False, fast: bool = False) -> None:
+    from hpo.run import stop as stopping
+    from hpo.storage.attributes import describe_stop
+
+    mark = stopping.mark_stopped_directly(storage, study, now=now)
+    if mark is None:
+        if fast:
+            raise _NeedsOptuna  # the full CLI rides out an outage, and says what is wrong
+        mark = stopping.mark_stopped(storage, study, now=now,
+                                     outage_tolerance=settings.outage_tolerance())
+    what = "interrupt their trials" if now else "finish their current trials"
+    plain.say(f"Study {study} {describe_stop(mark)}: its workers, on every machine, {what} "
+              "within one heartbeat interval and exit.")
+
+
 _COMMANDS: dict[str, Callable[..., None]] = {"status": status, "best": best, "trials": trials,
-                                             "export": export}
+                                             "export": export, "stop": stop}

@@ -21,7 +21,7 @@ from optuna.study import StudyDirection
 
 from hpo import __version__
 from hpo.definition import StudyDefinition
-from hpo.errors import HpoError
+from hpo.errors import HpoError, first_line
 from hpo.storage.attributes import (
     BASELINE_ATTR,
     DATASET_ATTR,
@@ -49,7 +49,13 @@ def check_study_name(name: str) -> None:
 
 
 def study_names(storage: ResilientStorage) -> list[str]:
-    return [study.study_name for study in storage.get_all_studies()]
+    try:
+        return [study.study_name for study in storage.get_all_studies()]
+    except (ValueError, TypeError, KeyError) as error:  # Optuna parses every study's attributes
+        raise HpoError(f"{mask_url(storage.url)} holds a study row that hpo cannot read "
+                       f"({first_line(error, typed=True, limit=120)}): it was changed outside "
+                       "hpo and Optuna; restore the database from a backup, or repair that "
+                       "row.") from None
 
 
 def load(storage: ResilientStorage, name: str, **kwargs: Any) -> optuna.Study:

@@ -1,6 +1,7 @@
-"""hpo stop across processes: a launch with 2 workers and an `hpo worker` beside it, on SQLite
-and PostgreSQL, stopped plainly (their trials finish, none starts) or with --now (their trials
-end FAIL "stopped", queued again), every process exiting 0 and saying who stopped the study."""
+"""hpo stop across processes: a launch with 2 workers and, beside it, an `hpo worker` (stopped
+plainly: their trials finish, none starts) or a second launch (stopped with --now: their trials
+end FAIL "stopped", queued again), on SQLite and PostgreSQL, every process exiting 0 and saying
+who stopped the study."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ def storage_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_url")
 
 
-@pytest.mark.parametrize("now", [False, True], ids=["plain", "now"])
+# The plain stop ends a launch and an `hpo worker`; the stop --now, two launches.
+@pytest.mark.parametrize(("now", "joiner"), [(False, "worker"), (True, "launch")],
+                         ids=["plain", "now"])
 def test_stop_ends_every_worker_of_the_study(storage_url: str, mnist_dir: Path,
-                                             tmp_path: Path, now: bool) -> None:
+                                             tmp_path: Path, now: bool, joiner: str) -> None:
     result = stop_workers(storage_url, tmp_path, now=now, heartbeat_interval=2,
-                          epochs=200 if now else 6, data_dir=str(mnist_dir))
+                          epochs=200 if now else 6, data_dir=str(mnist_dir), joiner=joiner)
     assert result.exit_codes == [0, 0], result.outputs
     # No command line shows PostgreSQL's password (ps, taken while all three trained).
-    assert f"-m hpo worker {STUDY}" in result.command_lines, result.command_lines
+    assert f"-m hpo {joiner} {STUDY}" in result.command_lines, result.command_lines
     assert PASSWORD not in result.command_lines
     study = optuna.load_study(study_name=STUDY, storage=storage_url)
     mark = study.user_attrs["stopped"]
@@ -54,7 +57,8 @@ def test_stop_ends_every_worker_of_the_study(storage_url: str, mnist_dir: Path,
         retries = [t for t in trials if t.state == TrialState.WAITING
                    and t.system_attrs.get("failed_trial") is not None]
         assert sorted(t.system_attrs["failed_trial"] for t in retries) == stopped
-        assert "more stopped by 'hpo stop --now'" in result.outputs[0][0]
+        for out, _err in result.outputs:  # each launch counts the trials it had running
+            assert "more stopped by 'hpo stop --now'" in out, out
     else:
         assert not stopped
         assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in at_stop)

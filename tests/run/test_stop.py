@@ -177,3 +177,86 @@ def test_stop_rides_out_an_outage_then_gives_one_sentence() -> None:
     assert time.monotonic() - started >= 1.5  # it waited, rather than failing at once
     assert "has been unreachable for 2 s" in result.stderr
     assert "s3cret-pw" not in result.output and "Traceback" not in result.output
+
+
+STOP_COMMAND = """
+import sys
+from hpo.__main__ import main
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+heavy = [name for name in ("torch", "optuna", "sqlalchemy") if name in sys.modules]
+print("imported: " + (", ".join(heavy) or "nothing heavy"), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _stop_command(*args: str) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STOP_COMMAND, "stop", *args],
+                          capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres",
+                                                            marks=pytest.mark.postgres)])
+def test_hpo_stop_writes_its_mark_without_optuna(backend: str, tmp_path: Path,
+                                                 request: pytest.FixtureRequest) -> None:
+    """A stop is wanted now, on machines whose cores are busy training: hpo stop writes its
+    one row without importing Optuna or SQLAlchemy (seconds there), and the mark is the one
+    Optuna's storage, and so every worker, reads."""
+    from hpo.storage.attributes import STOP_ATTR, stop_mark
+
+    url = (pruned_only_study(tmp_path) if backend == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    if backend == "postgres":
+        optuna.create_study(study_name="empty", storage=url)
+    code, out, err = _stop_command("empty", "--storage", url)
+    assert code == 0, err
+    assert err.strip().endswith("imported: nothing heavy"), err
+    mark = stop_mark(optuna.load_study(study_name="empty", storage=url).user_attrs)
+    assert mark == {"by": who(), "at": mark["at"], "now": False}
+    assert out.strip() == (f"Study empty stopped by {who()} at {mark['at']}: its workers, on "
+                           "every machine, finish their current trials within one heartbeat "
+                           "interval and exit.")
+    # A plain stop made a --now one: the row is updated, not added twice.
+    code, out, err = _stop_command("empty", "--now", "--storage", url)
+    assert code == 0 and err.strip().endswith("imported: nothing heavy"), err
+    assert stop_mark(optuna.load_study(study_name="empty", storage=url).user_attrs)["now"] \
+        is True
+    # A mark cleared by a launch (stored as null) is written over.
+    study = optuna.load_study(study_name="empty", storage=url)
+    study.set_user_attr(STOP_ATTR, None)
+    code, out, err = _stop_command("empty", "--storage", url)
+    assert code == 0 and err.strip().endswith("imported: nothing heavy"), err
+    assert stop_mark(optuna.load_study(study_name="empty", storage=url).user_attrs) is not None
+
+
+def test_what_is_not_the_plain_case_goes_the_full_way(tmp_path: Path) -> None:
+    """No such study, a study already stopped, a stored mark that is not JSON: the direct path
+    writes nothing and the full one (Optuna's storage) gives its sentence."""
+    import sqlite3
+
+    from hpo.run.stop import mark_stopped_directly
+    from hpo.storage.attributes import STOP_ATTR
+    from hpo.storage.urls import sqlite_path
+
+    url = pruned_only_study(tmp_path)
+    assert mark_stopped_directly(url, "nope", now=False) is None
+    assert mark_stopped_directly(f"sqlite:///{tmp_path / 'absent.db'}", "empty",
+                                 now=False) is None
+    assert not (tmp_path / "absent.db").exists()
+    assert mark_stopped_directly(url, "empty", now=False) is not None
+    assert mark_stopped_directly(url, "empty", now=False) is None  # already stopped
+    path = sqlite_path(url)
+    assert path is not None
+    with sqlite3.connect(path) as connection:
+        connection.execute('UPDATE study_user_attributes SET value_json = ? WHERE "key" = ?',
+                           ("{not json", STOP_ATTR))
+    assert mark_stopped_directly(url, "empty", now=True) is None
+    code, _out, err = _stop_command("empty", "--now", "--storage", url)
+    assert code == 1 and "Traceback" not in err, err
+    assert "holds a study row that hpo cannot read (JSONDecodeError: " in err, err

@@ -186,7 +186,7 @@ def load_checkpoint(study: optuna.Study, trial_number: int, artifact_dir: str | 
                     isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
                 raise ValueError(f"it holds a {type(state).__name__}, not names and tensors")
             return state
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        except Exception as error:  # an untrusted file: torch.load can raise nearly anything
             if isinstance(error, pickle.UnpicklingError):
                 # torch's own message is a page of advice with terminal escapes in it.
                 reason = "it holds pickled objects other than tensors, which could run code"

@@ -90,11 +90,14 @@ def _tune_sqlite_engine(engine: sqlalchemy.Engine) -> None:
 
 def _is_schema_race(error: BaseException) -> bool:
     """Whether ``error`` came from another process creating the same new database's tables at
-    the same moment: SQLite's "table ... already exists", PostgreSQL's duplicate key in its
-    catalogue (pg_type), or a second row for Optuna's or Alembic's version tables."""
+    the same moment: SQLite's "table ... already exists" or "database is locked", PostgreSQL's
+    duplicate key in its catalogue (pg_type), or a second row for Optuna's or Alembic's version
+    tables."""
     text = str(error).lower()
+    # SQLite: a database still locked by the process creating it (switching it to WAL, say).
     return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in text \
-        or "duplicate key" in text or "unique constraint" in text
+        or "duplicate key" in text or "unique constraint" in text \
+        or "database is locked" in text
 
 
 def _rdb_storage(location: StorageUrl, heartbeat_interval: int | None,

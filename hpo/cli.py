@@ -142,7 +142,10 @@ def _launch(plan: Plan, *, dry_run: bool, dashboard_port: int | None = None) -> 
     result = launch.execute(plan, console=stderr, dashboard_port=dashboard_port)
     _print_summary(result.summary, plan.spec.storage_url)
     if result.interrupted:
-        stderr.print("Stopped before the budget was spent; launch again to add the rest.")
+        stderr.print("Stopped before the budget was spent; launch again to add the rest"
+                     + (", resuming the interrupted trials first."
+                        if result.summary.interrupted or result.summary.lost else "."),
+                     soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.shortfall:
         raise HpoError(result.shortfall)
@@ -184,6 +187,9 @@ def _print_summary(summary: Summary, storage_url: str) -> None:
     if summary.stopped:
         more += (f"; {summary.stopped} more stopped by 'hpo stop --now' (queued again, to "
                  "resume from their last epoch)")
+    if summary.interrupted:
+        more += (f"; {summary.interrupted} more interrupted (queued again, to resume from "
+                 "their last epoch)")
     plain.say(f"Study {summary.study_name} on {summary.storage}: {summary.finished} trial(s) "
               f"finished in this launch ({shown or 'none'}){more}.")
     if summary.wasted is not None:

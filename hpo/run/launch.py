@@ -16,7 +16,6 @@ cannot share them, resolve the reference and open the storage again.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
@@ -38,7 +37,7 @@ from hpo.results.summary import (
     best_trial_or_none,
     wasted_epochs,
 )
-from hpo.run import presence, stale, stop
+from hpo.run import presence, stop
 from hpo.run.budget import counted, replaced_by_retries
 from hpo.run.supervisor import Display, NoDisplay, SuperviseResult, Supervisor
 from hpo.search.algorithms import check_sampler
@@ -50,7 +49,12 @@ from hpo.spec import (
     option_problem,
 )
 from hpo.storage import records
-from hpo.storage.attributes import FAIL_REASON_ATTR, STOPPED_REASON, metric_name
+from hpo.storage.attributes import (
+    FAIL_REASON_ATTR,
+    INTERRUPTED_REASON,
+    STOPPED_REASON,
+    metric_name,
+)
 from hpo.storage.engine import open_storage
 from hpo.storage.retry import ResilientStorage
 from hpo.storage.urls import StorageUrl, check_storage_url
@@ -99,6 +103,7 @@ class Summary:
     states: dict[str, int]  # the trials that count, by state (in STATE_ORDER, none left out)
     lost: int  # failed with their worker and queued again: their retries count instead
     stopped: int  # interrupted by hpo stop --now and queued again, likewise
+    interrupted: int  # interrupted by a signal (Ctrl-C, SIGTERM) and queued again, likewise
     metric: str
     wasted: WastedEpochs | None
     best: optuna.trial.FrozenTrial | None
@@ -254,13 +259,6 @@ def prepare(plan: Plan) -> Prepared:
                                               synthetic=spec.synthetic, spec=spec.record())
     stop.clear(study)  # a study stopped with hpo stop runs again, and the user is told
     presence.forget_stale(study)
-    if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0"):
-        # A Slurm task that was requeued: what it was running when Slurm stopped it resumes.
-        retried = stale.retry_interrupted(storage, study, presence.origin_of(spec.started_by))
-        if retried:
-            log.warning("This Slurm task was requeued: trial(s) %s, interrupted when it stopped, "
-                        "queued again to resume from their last epoch.",
-                        ", ".join(map(str, retried)))
     budget, note = spec.trials, None
     if spec.sampler == "grid" and definition.grid_size is not None:
         left = definition.grid_size - len(_optuna.grid_points_tried(
@@ -290,13 +288,14 @@ def summarize(prepared: Prepared, outcome: SuperviseResult) -> Summary:
     mine = [t for t in everything if t.number in ran]
     counts = [t for t in counted(everything) if t.number in ran]
     replaced = replaced_by_retries(everything)
-    stopped = {t.number for t in mine if t.number in replaced
-               and t.user_attrs.get(FAIL_REASON_ATTR) == STOPPED_REASON}
+    reasons = [str(t.user_attrs.get(FAIL_REASON_ATTR, "")) for t in mine if t.number in replaced]
+    stopped = sum(reason == STOPPED_REASON for reason in reasons)
+    interrupted = sum(reason.startswith(INTERRUPTED_REASON) for reason in reasons)
     states = {state: n for state in STATE_ORDER
               if (n := sum(t.state.name == state for t in counts))}
     return Summary(study.study_name, prepared.plan.location.masked, states,
-                   lost=sum(t.number in replaced for t in mine) - len(stopped),
-                   stopped=len(stopped), metric=metric_name(study),
+                   lost=len(reasons) - stopped - interrupted, stopped=stopped,
+                   interrupted=interrupted, metric=metric_name(study),
                    wasted=wasted_epochs(study, mine),
                    best=cast(optuna.trial.FrozenTrial | None, best_trial_or_none(study)),
                    found=best_found(study, everything))

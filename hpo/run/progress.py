@@ -94,7 +94,7 @@ class LaunchProgress:
         elif kind == "trial_finished":
             state = fields["state"]
             view.status, view.trial = state.lower(), None
-            if state not in ("ABANDONED", "STOPPED"):  # their retries count instead
+            if state not in ("ABANDONED", "STOPPED", "INTERRUPTED"):  # their retries count
                 self.done += 1
                 self.states[state] = self.states.get(state, 0) + 1
             value = fields.get("value")

@@ -20,12 +20,9 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from hpo import _optuna
-from hpo.run.budget import replaced_by_retries
 from hpo.storage.attributes import (
     FAIL_REASON_ATTR,
-    INTERRUPTED_REASON,
     LOST_REASON,
-    ORIGIN_ATTR,
     PRUNED_REASON_ATTR,
 )
 from hpo.storage.engine import STALE_TRIAL_MAX_RETRY
@@ -80,32 +77,6 @@ def fail_and_retry(storage: ResilientStorage, study: optuna.Study, trial_id: int
     log.warning("Trial %d failed: %s%s.", frozen.number, reason,
                 "; queued again with the same params" if queued else "")
     return True
-
-
-def retry_interrupted(storage: ResilientStorage, study: optuna.Study, origin: str) -> list[int]:
-    """Queue again, with the same params, the trials that the worker of ``origin`` ended FAIL
-    "interrupted" and that no retry has replaced yet; returns their numbers.
-
-    For a Slurm task that runs again after a requeue (preemption, ``scontrol requeue``): Slurm's
-    SIGTERM is the same whether the task will come back or not, so the worker fails its trial
-    then, and only the task's return tells that it was a requeue. The retry takes the trial's
-    place in the count and resumes from the resume point the interruption kept."""
-    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-    replaced = replaced_by_retries(study.get_trials(deepcopy=False))
-    callback = storage.get_heartbeat_stale_trial_callback()
-    if callback is None:
-        return []
-    retried = []
-    for trial in trials:
-        reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, ""))
-        if trial.user_attrs.get(ORIGIN_ATTR) != origin or trial.number in replaced \
-                or not reason.startswith(INTERRUPTED_REASON):
-            continue
-        clean = copy.deepcopy(trial)
-        clean.user_attrs.pop(FAIL_REASON_ATTR, None)
-        callback(study, clean)
-        retried.append(trial.number)
-    return retried
 
 
 # Clocks. A heartbeat is written and judged on the database's clock (Optuna's now()), which on

@@ -371,9 +371,7 @@ class Supervisor:
             self.display.worker_exited(index, exitcode)
             return  # no restart: _settle marks what it can, once
         if died:
-            # A worker killed by a second Ctrl-C is not retried: the user asked to stop.
-            self._recover_slot(index, f"its worker process exited with code {exitcode}",
-                               retry=not self.signals)
+            self._recover_slot(index, f"its worker process exited with code {exitcode}")
         self.display.worker_exited(index, exitcode)
         slot = next(s for s in self.slots if s.index == index)
         budget_left = self.state.remaining.value != 0
@@ -389,8 +387,10 @@ class Supervisor:
             else:
                 self.failed_slots.append(index)
 
-    def _recover_slot(self, index: int, why: str, *, retry: bool = True) -> None:
-        """Settle the budget unit and trial of a worker that died without doing so itself."""
+    def _recover_slot(self, index: int, why: str) -> None:
+        """Settle the budget unit and trial of a worker that died without doing so itself.
+        Its trial is queued again even when a second Ctrl-C killed the worker, as an
+        interrupted trial is (hpo.run.worker.Worker._interrupted): the next launch resumes it."""
         with self.state.lock:
             trial_id = self.state.trial_ids[index]
             holding = self.state.holding[index]
@@ -407,21 +407,13 @@ class Supervisor:
             with self.state.lock:
                 self.state.counted.value += 1
             return
-        self._fail_trial(trial, why, retry=retry)
+        fail_and_retry(self.storage, self.study, _optuna.trial_id_of(trial),
+                       f"{LOST_REASON}: {why}")
         with self.state.lock:
             self.state.refund()
         self.display.handle(index, "trial_finished",
                              {"trial": trial.number, "state": "ABANDONED", "value": None})
 
-    def _fail_trial(self, trial: optuna.trial.FrozenTrial, why: str, *, retry: bool) -> None:
-        """Fail a trial whose worker is gone, and queue it again with the same params.
-
-        This is what the heartbeat check would do after the grace period; the launcher saw the
-        process die, so it does it at once.
-        """
-        fail_and_retry(self.storage, self.study, _optuna.trial_id_of(trial),
-                       f"{LOST_REASON}: {why}", retry=retry)
-
     def _fail_orphans(self, why: str) -> None:
         for index in range(len(self.slots)):
-            self._recover_slot(index, why, retry=not self.signals)
+            self._recover_slot(index, why)

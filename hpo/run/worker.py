@@ -401,33 +401,35 @@ class Worker:
             _free_memory(self.device, collect=state != TrialState.COMPLETE)
             self.presence.on(None)
 
-        if interrupted and self.stop.reason == STOPPED_REASON:
-            return self._stopped_now(trial, run)
+        if interrupted:
+            return self._interrupted(trial, run, reason or INTERRUPTED_REASON)
         try:
             self._record_progress(trial, run)
             self._tell(trial, state, value, reason)
         except UpdateFinishedTrialError:
             return self._abandoned(number)
-        if not interrupted:  # no retry follows a trial whose end the worker recorded
-            run.discard_resume_point()
+        run.discard_resume_point()  # no retry follows a trial whose end the worker recorded
         self.events.emit("trial_finished", trial=number, state=state.name, value=value,
                          reason=reason)
         # Not retried through an outage: the note is a view, refreshed again at the next end.
         note.refresh(self.study, self.storage.rdb)
         if state == TrialState.FAIL:
             log.warning("%s: trial %d failed: %s", self.label, number, reason)
-        if interrupted:
-            self.stop.requested = True
         return True
 
-    def _stopped_now(self, trial: optuna.Trial, run: TrialRun) -> bool:
-        """End a trial that hpo stop --now interrupted: FAIL "stopped", and queued again with
-        the same params, so the next launch resumes it from the resume point it keeps. It
-        does not count: its retry will."""
+    def _interrupted(self, trial: optuna.Trial, run: TrialRun, reason: str) -> bool:
+        """End a trial that a signal (Ctrl-C; SIGTERM from Kubernetes, Slurm or a user) or
+        hpo stop --now interrupted: FAIL with ``reason``, and queued again with the same
+        params, so that the next worker, here or on any machine, resumes it from the resume
+        point it keeps. It does not count: its retry will. Preemption is routine on a shared
+        cluster, and the signal does not say whether the job comes back, so no interrupted
+        trial is lost, whoever stops it."""
+        self.stop.requested = True
         self._record_progress(trial, run)
-        fail_and_retry(self.storage, self.study, _optuna.trial_id_of(trial), STOPPED_REASON)
-        self.events.emit("trial_finished", trial=trial.number, state="STOPPED", value=None,
-                         reason=STOPPED_REASON)
+        fail_and_retry(self.storage, self.study, _optuna.trial_id_of(trial), reason)
+        state = "STOPPED" if reason == STOPPED_REASON else "INTERRUPTED"
+        self.events.emit("trial_finished", trial=trial.number, state=state, value=None,
+                         reason=reason)
         return False
 
     def _retry_of(self, trial: optuna.Trial) -> int | None:

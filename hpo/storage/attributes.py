@@ -38,8 +38,8 @@ ORIGIN_ATTR = "origin"  # where its worker came from: launch, hpo worker, a Slur
 # such a trial does not count against a budget, because its retry, with the same params, does.
 LOST_REASON = "worker lost"
 STOPPED_REASON = "stopped"  # the fail_reason of a trial that hpo stop --now interrupted
-# How the fail_reason of a trial its worker was asked to stop (a signal) begins: it counts, and
-# is retried only when Slurm requeues the task that ran it (hpo.run.stale.retry_interrupted).
+# How the fail_reason of a trial its worker was asked to stop (a signal) begins: like a stopped
+# one, it is queued again and its retry, which resumes it, counts in its place.
 INTERRUPTED_REASON = "interrupted"
 PRUNED_REASON_ATTR = "pruned_reason"
 EPOCHS_RUN_ATTR = "epochs_run"

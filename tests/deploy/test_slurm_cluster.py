@@ -160,7 +160,8 @@ def test_slurms_faults_end_the_study_at_its_total(slurm_cluster: SlurmCluster,
                                                   postgres_url: str, mnist_dir: Path,
                                                   tmp_path: Path) -> None:
     """One array, one fault per task, each mid-trial: task 1 cancelled (SIGTERM), task 2
-    killed outright (SIGKILL), task 3 requeued; task 0 runs on."""
+    killed outright (SIGKILL), task 3 requeued; task 0 runs on. No trial is lost: each
+    interrupted one is run again, from its last epoch, and the study ends at its total."""
     create_study(postgres_url, mnist_dir, epochs=6)
     job = submit_workers(slurm_cluster, tmp_path, postgres_url, "--data-dir", str(mnist_dir),
                          "--heartbeat-interval", "1", "--grace-period", "8", total=12)
@@ -203,11 +204,13 @@ def test_slurms_faults_end_the_study_at_its_total(slurm_cluster: SlurmCluster,
     assert not [t.number for t in trials if t.state in (TrialState.RUNNING,
                                                         TrialState.WAITING)], context
 
-    # scancel: Slurm's SIGTERM ends the trial FAIL "interrupted"; it counts, with no retry.
+    # scancel: Slurm's SIGTERM ends the trial FAIL "interrupted"; it is queued again, does not
+    # count, and another task resumes it from its last epoch (artifacts on one shared disk).
     cancelled = by_number[at_fault[1].number]
     assert cancelled.state == TrialState.FAIL, context
     assert cancelled.user_attrs[FAIL_REASON_ATTR].startswith("interrupted"), context
-    assert cancelled in counted(trials) and cancelled.number not in retries, context
+    assert cancelled not in counted(trials), context
+    assert_resumed(cancelled, retries[cancelled.number], context)
     assert tasks["1"]["JobState"] == "CANCELLED", context
 
     # SIGKILL: nothing records the end; the heartbeat check fails the trial and retries it.
@@ -219,22 +222,26 @@ def test_slurms_faults_end_the_study_at_its_total(slurm_cluster: SlurmCluster,
         len(killed.intermediate_values) >= 1, context
     assert (tasks["2"]["JobState"], tasks["2"]["ExitCode"]) == ("FAILED", "0:9"), context
 
-    # Requeued: the task runs again, and the trial it was running when Slurm stopped it is
-    # retried from its last epoch.
+    # Requeued: the same SIGTERM, so the same retry; the task runs again.
     requeued = by_number[at_fault[3].number]
     assert requeued.user_attrs[FAIL_REASON_ATTR].startswith("interrupted"), context
-    retry = retries[requeued.number]
-    assert retry.state == TrialState.COMPLETE, context
-    # From the last epoch saved: the one reported, or one more if Slurm's signal came between
-    # the save and the report. The retry reports the curve it resumes again, unchanged.
-    assert retry.user_attrs[RESUMED_FROM_ATTR] >= len(requeued.intermediate_values) >= 1, \
-        context
-    assert requeued.intermediate_values.items() <= retry.intermediate_values.items(), context
+    assert_resumed(requeued, retries[requeued.number], context)
     assert tasks["3"]["Restarts"] == "1", context
-    assert "This Slurm task was requeued: trial(s) " f"{requeued.number}" in logs[3], context
     for task in ("0", "3"):
         assert (tasks[task]["JobState"], tasks[task]["ExitCode"]) == ("COMPLETED", "0:0"), \
             context
+
+
+def assert_resumed(interrupted: optuna.trial.FrozenTrial, retry: optuna.trial.FrozenTrial,
+                   context: str) -> None:
+    """``retry`` completed ``interrupted`` from its last epoch saved: the one reported, or one
+    more if Slurm's signal came between the save and the report. It reports the curve it
+    resumes again, unchanged."""
+    assert retry.state == TrialState.COMPLETE, context
+    assert retry.params == interrupted.params, context
+    assert retry.user_attrs[RESUMED_FROM_ATTR] >= len(interrupted.intermediate_values) >= 1, \
+        context
+    assert interrupted.intermediate_values.items() <= retry.intermediate_values.items(), context
 
 
 @pytest.fixture

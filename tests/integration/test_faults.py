@@ -64,16 +64,25 @@ def test_stopping_the_launcher_leaves_nothing_running(tmp_path: Path, mnist_dir:
     for sig in signals:
         launch.send_signal(sig)
         time.sleep(0.3)
-    _out, err = launch.communicate(timeout=120)
+    out, err = launch.communicate(timeout=120)
     assert launch.returncode == 130, err
     assert time.monotonic() - started < 60
     trials = load_trials(url)
     assert_nothing_running(trials)
     stopped = [t for t in trials if t.state == TrialState.FAIL]
     assert len(stopped) == 2
+    # Each interrupted trial is queued again with the same params (the next launch resumes
+    # it) and does not count, so the summary's "queued again" is true after two signals too.
+    waiting = {t.system_attrs.get("failed_trial"): t for t in trials
+               if t.state == TrialState.WAITING}
+    assert sorted(waiting) == sorted(t.number for t in stopped), waiting
     for trial in stopped:
         reason = trial.user_attrs["fail_reason"]
         assert reason.startswith("interrupted") or reason.startswith("worker lost"), reason
+        assert waiting[trial.number].params == trial.params
+    assert counted_finished(trials) == 0
+    assert "queued again" in out and "0 trial(s) finished in this launch" in out, out
+    assert "resuming the interrupted trials first" in err, err
     assert "Traceback" not in err
 
 

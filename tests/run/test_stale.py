@@ -73,39 +73,6 @@ def test_settling_says_nothing_of_a_trial_whose_worker_beats(sqlite_url: str,
     assert study.get_trials()[0].state == optuna.trial.TrialState.RUNNING
 
 
-def test_a_requeued_slurm_task_queues_again_only_its_own_interrupted_trials(
-        sqlite_url: str) -> None:
-    """retry_interrupted: the trials this task's worker ended "interrupted" get one retry each,
-    with the same params; another task's, a trial that failed otherwise, and one already
-    retried do not."""
-    import optuna
-
-    from hpo.run.budget import counted
-    from hpo.run.stale import retry_interrupted
-    from hpo.storage.attributes import FAIL_REASON_ATTR, ORIGIN_ATTR
-    from hpo.storage.engine import open_storage
-
-    storage = open_storage(sqlite_url, heartbeat_interval=1, grace_period=3)
-    study = optuna.create_study(storage=storage, study_name="s")
-    mine, other = "hpo worker, Slurm job 7 task 3", "hpo worker, Slurm job 7 task 1"
-    for origin, reason in ((mine, "interrupted: the worker was asked to stop"),
-                           (other, "interrupted: the worker was asked to stop"),
-                           (mine, "ValueError: bad")):
-        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-        trial.set_user_attr(ORIGIN_ATTR, origin)
-        trial.set_user_attr(FAIL_REASON_ATTR, reason)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    assert len(counted(study.get_trials())) == 3
-
-    assert retry_interrupted(storage, study, mine) == [0]
-    assert retry_interrupted(storage, study, mine) == []  # retried once, not again
-    trials = study.get_trials()
-    (retry,) = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
-    assert retry.system_attrs["failed_trial"] == 0 and retry.params == trials[0].params
-    assert FAIL_REASON_ATTR not in retry.user_attrs
-    assert len(counted(trials)) == 2  # the retry takes the interrupted trial's place
-
-
 # -- clocks: on SQLite each process's clock writes and judges heartbeats (issue 18, Part 3) ---
 
 

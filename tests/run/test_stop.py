@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from hpo import reads
 from hpo.cli import app
 from hpo.run import launch
-from hpo.run.budget import LocalBudget
+from hpo.run.budget import LocalBudget, counted
 from hpo.run.stop import mark_stopped, who
 from hpo.run.worker import StopRequest
 from hpo.storage.attributes import RESUMED_FROM_ATTR, worker_records
@@ -118,8 +118,15 @@ class SlowEpochs(RecordedEvents):
 
 
 @pytest.mark.slow
-def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
-        sqlite_url: str, mnist_dir: Path, tmp_path: Path, stop_handlers: StopRequest) -> None:
+@pytest.mark.parametrize("how", ["hpo stop --now", "SIGTERM"])
+def test_an_interrupted_trial_is_queued_again_and_a_later_launch_resumes_it(
+        sqlite_url: str, mnist_dir: Path, tmp_path: Path, stop_handlers: StopRequest,
+        how: str) -> None:
+    """hpo stop --now, or a signal (Kubernetes evicting a pod, Slurm preempting a task, a user's
+    kill): the trial ends FAIL, is queued again with the same params and does not count; the
+    next launch resumes it from its last epoch (docs/faults.md)."""
+    import os
+
     artifacts = tmp_path / "artifacts"
     spec = make_spec(sqlite_url, trials=3, epochs=12, data_dir=str(mnist_dir),
                      artifact_dir=str(artifacts), heartbeat_interval=1)
@@ -135,7 +142,10 @@ def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
             study_name=spec.study_name, storage=sqlite_url).user_attrs) if r["epoch"]],
             what="the worker's record of an epoch")
         seen.extend(records)
-        mark_stopped(sqlite_url, spec.study_name, now=True, outage_tolerance=0)
+        if how == "SIGTERM":
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, mid-trial
+        else:
+            mark_stopped(sqlite_url, spec.study_name, now=True, outage_tolerance=0)
 
     seen: list[dict] = []
     stopper = threading.Thread(target=stop_mid_trial)
@@ -146,13 +156,21 @@ def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
     assert ran == 0
     study = optuna.load_study(study_name=spec.study_name, storage=sqlite_url)
     stopped, retry = study.get_trials()
-    assert stopped.state == TrialState.FAIL and stopped.user_attrs["fail_reason"] == "stopped"
+    reason = stopped.user_attrs["fail_reason"]
+    assert stopped.state == TrialState.FAIL
+    assert reason == "stopped" if how != "SIGTERM" else \
+        reason == "interrupted: the worker was asked to stop"
     assert retry.state == TrialState.WAITING and retry.params == stopped.params
+    assert counted(study.get_trials()) == []  # the retry will count in its place
     assert 2 <= stopped.user_attrs["epochs_run"] < 12
     assert resume_path(artifacts, spec.study_name, stopped.number).exists()
-    assert ("study_done", {"reason": events.sent[-1][1]["reason"],
-                           "stopped": events.sent[-1][1]["stopped"]}) == events.sent[-1]
-    assert events.sent[-1][1]["stopped"]["now"] is True
+    finished = [fields for kind, fields in events.sent if kind == "trial_finished"]
+    assert [f["state"] for f in finished] == \
+        ["STOPPED" if how != "SIGTERM" else "INTERRUPTED"]
+    if how != "SIGTERM":
+        assert ("study_done", {"reason": events.sent[-1][1]["reason"],
+                               "stopped": events.sent[-1][1]["stopped"]}) == events.sent[-1]
+        assert events.sent[-1][1]["stopped"]["now"] is True
     [record] = seen
     assert (record["trial"], record["device"], record["origin"]) == (stopped.number, "CPU",
                                                                      "launch")
@@ -164,6 +182,7 @@ def test_stop_now_interrupts_the_trial_which_a_later_launch_resumes(
     resumed = study.get_trials()[retry.number]
     assert resumed.state.is_finished()
     assert resumed.user_attrs[RESUMED_FROM_ATTR] == len(stopped.intermediate_values)
+    assert [t.number for t in counted(study.get_trials())] == [retry.number]
 
 
 def test_stop_rides_out_an_outage_then_gives_one_sentence() -> None:
